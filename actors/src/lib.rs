@@ -1,0 +1,13 @@
+//! plantwatch internals.
+//!
+//! # Layout
+//!
+//! - [`bacnet`]: the BACnet codec. Vocabulary, tag-level reader and writer,
+//!   BACnet/IP datagrams (BVLC, NPDU, APDU) and service parameters. Every
+//!   decode of received bytes lives here and is fallible.
+//! - [`transport`]: the async BACnet/IP client transport. One UDP socket per
+//!   network owned by one task; invoke ids, timeouts and retries, segmentation
+//!   reassembly and routed devices, built from sans-IO pieces.
+//! - [`sim`]: a BACnet/IP device simulator for demos, tests and benchmarks.
+
+pub mod bacnet;
