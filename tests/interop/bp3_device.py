@@ -206,7 +206,14 @@ def set_property(app, objid: str, prop: str, text: str) -> None:
             datatype(value)
         except Exception:
             value = text  # e.g. a numeric-looking character string
+    flags_before = obj.statusFlags
     setattr(obj, attr, datatype(value))
+    # status-flags is computed from event-state/reliability/out-of-service, so bacpypes3's
+    # COV detection never sees it change: tell its property monitors ourselves
+    flags_after = obj.statusFlags
+    if flags_after != flags_before:
+        for monitor in obj._property_monitors["statusFlags"]:
+            monitor(flags_before, flags_after)
 
 
 def handle_control(app, line: str) -> dict:

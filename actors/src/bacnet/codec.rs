@@ -418,19 +418,21 @@ pub fn decode_character_string(b: &[u8]) -> DecodeResult<String> {
         charset::UTF8 => Ok(String::from_utf8_lossy(text).into_owned()),
         charset::ISO_8859_1 => Ok(text.iter().map(|&c| char::from(c)).collect()),
         charset::UCS2 => {
-            if text.len() % 2 != 0 {
+            if !text.len().is_multiple_of(2) {
                 return Err(DecodeError::BadLength("UCS-2 string"));
             }
             let units = text.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
             Ok(char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect())
         }
         charset::UCS4 => {
-            if text.len() % 4 != 0 {
+            if !text.len().is_multiple_of(4) {
                 return Err(DecodeError::BadLength("UCS-4 string"));
             }
             Ok(text
                 .chunks_exact(4)
-                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER))
+                .map(|c| {
+                    char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER)
+                })
                 .collect())
         }
         // DBCS and JIS X 0208 need a code page we do not know: keep what is ASCII.

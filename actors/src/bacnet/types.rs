@@ -141,9 +141,7 @@ impl FromStr for ObjectId {
             .split_once(':')
             .ok_or_else(|| ParseError(format!("'{s}' is not an object reference like 'analog-input:3'")))?;
         let object_type = parse_object_type(ty)?;
-        let instance: u32 = inst
-            .parse()
-            .map_err(|_| ParseError(format!("instance '{inst}' is not a number")))?;
+        let instance: u32 = inst.parse().map_err(|_| ParseError(format!("instance '{inst}' is not a number")))?;
         if instance > MAX_INSTANCE {
             return Err(ParseError(format!("instance {instance} is above {MAX_INSTANCE}")));
         }
@@ -493,7 +491,7 @@ impl FromStr for Mac {
     /// Hex digits, e.g. `0a` or `c0a8010abac0`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ParseError(format!("'{s}' is not a MAC address in hex (1 to 8 bytes)"));
-        if s.is_empty() || s.len() % 2 != 0 || s.len() > 16 {
+        if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 16 {
             return Err(bad());
         }
         let bytes: Result<Vec<u8>, _> =
