@@ -32,6 +32,7 @@ to that address reaches it.
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -235,9 +236,17 @@ def handle_control(app, line: str) -> dict:
 
 
 def stdin_reader(loop, lines: asyncio.Queue) -> None:
-    """Blocking reads in a thread (works for pipes, files and ttys); None marks EOF."""
-    for raw in sys.stdin.buffer:
-        loop.call_soon_threadsafe(lines.put_nowait, raw.decode("utf-8", "replace").strip())
+    """Blocking reads in a thread (works for pipes, files and ttys); None marks EOF.
+    Raw os.read, not sys.stdin: a thread blocked in a buffered read would make the
+    interpreter abort at exit after SIGTERM."""
+    pending = b""
+    while chunk := os.read(0, 4096):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            loop.call_soon_threadsafe(lines.put_nowait, raw.decode("utf-8", "replace").strip())
+    if pending.strip():
+        loop.call_soon_threadsafe(lines.put_nowait, pending.decode("utf-8", "replace").strip())
     loop.call_soon_threadsafe(lines.put_nowait, None)
 
 

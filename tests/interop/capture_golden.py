@@ -27,8 +27,9 @@ import sys
 from pathlib import Path
 
 from bacpypes3.apdu import (
+    APCISequence,
+    APDU,
     AbortPDU,
-    AbortReason,
     ConfirmedCOVNotificationRequest,
     Error,
     IAmRequest,
@@ -583,7 +584,7 @@ async def live(static):
     probe.bind(("127.0.0.2", 0))
     port = probe.getsockname()[1]
     probe.close()
-    objects = bp3_device.make_objects(3001, "127.0.0.2", port, 4, broadcast=False)
+    objects = bp3_device.make_objects(3001, "127.0.0.2", port, 12, broadcast=False)
     app = Application.from_object_list(objects)
     for link_layer in app.link_layers.values():
         await asyncio.wait_for(asyncio.gather(*link_layer.server._transport_tasks), 3.0)
@@ -621,7 +622,7 @@ async def live(static):
         assert ack == by_name["subscribe-cov-simple-ack"], ("cov ack", ack.hex())
         assert notification == by_name["unconfirmed-cov-notification"], ("cov", notification.hex())
 
-        # segmentation: object-list of 30 entries does not fit in 128 octets
+        # segmentation: an object-list of 86 entries needs 4 segments of 128 octets
         small = confirmed(ReadPropertyRequest(objectIdentifier="device,3001", propertyIdentifier="object-list"), 20)
         small.apduMaxResp = 1  # 128 octets
         loop = asyncio.get_running_loop()
@@ -633,16 +634,21 @@ async def live(static):
         (answer,) = await peer.exchange(bvlc_bytes(npdu_bytes(apdu_pdu(small))), device)
         segments = [answer]
         window = answer[9]  # the server's proposed window size; accepted as is
-        while segments[-1][6] & 0x04:  # more-follows: acknowledge each full window
-            if (segments[-1][8] + 1) % window == 0:
+        while segments[-1][6] & 0x04:  # more-follows: ack the first segment, then each full window
+            if segments[-1][8] % window == 0:
                 await segment_ack(segments[-1][8])
             segments.append(await asyncio.wait_for(loop.sock_recv(peer.sock, 2048), 2.0))
         await segment_ack(segments[-1][8])
         object_list = [objid_text(o) for o in app.device_object.objectList]
+        # reassemble with bacpypes3 (unsegmented header + every segment's service data)
+        whole = APCISequence.decode(APDU.decode(PDU(bytes([0x30, 20, 12]) + b"".join(s[11:] for s in segments))))
+        decoded = whole.propertyValue.cast_out(ArrayOf(ObjectIdentifier))
+        assert [objid_text(o) for o in decoded] == object_list, "reassembly"
         for index, segment in enumerate(segments):
-            more = bool(segment[6] & 0x04)
+            more = index < len(segments) - 1
+            assert segment[8] == index and bool(segment[6] & 0x04) == more, ("segment", index)
             fields = dict(apdu_type=3, apdu_type_name="complex-ack", invoke_id=20, segmented=True,
-                          more_follows=more, sequence_number=index, window_size=window,
+                          more_follows=more, sequence_number=index, proposed_window_size=window,
                           service_choice=12, service="read-property")
             if not more:
                 fields.update(object="device:3001", property=76, property_name="object-list",
@@ -660,10 +666,11 @@ async def live(static):
                             21, segmented_response_accepted=False)
         refused.apduMaxResp = 1
         (answer,) = await peer.exchange(bvlc_bytes(npdu_bytes(apdu_pdu(refused))), device)
+        assert answer[6:] == bytes([0x71, 21, 4]), ("abort", answer.hex())
         frames.append(live_frames_entry(
             "abort-segmentation-not-supported-live", answer,
             dict(apdu_type=7, apdu_type_name="abort", invoke_id=21, sent_by_server=True,
-                 reason=answer[8], reason_name=AbortReason(answer[8]).asn1),
+                 reason=4, reason_name="segmentation-not-supported"),
             "captured: a running bacpypes3 device refusing a read whose answer needs segmentation",
         ))
     finally:

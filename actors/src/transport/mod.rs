@@ -39,7 +39,7 @@ use crate::bacnet::services::{
     ReadPropertyAck, ReadPropertyMultipleRequest, ReadPropertyRequest, SubscribeCovRequest, WhoIs,
     WritePropertyRequest,
 };
-use crate::bacnet::types::{abort_reason_name, error, reject_reason_name, service, Address, ObjectId};
+use crate::bacnet::types::{abort_reason_name, error, property, reject_reason_name, service, Address, ObjectId};
 use invoke::InvokeIds;
 use segment::{Reassembly, Step};
 
@@ -293,6 +293,35 @@ impl Transport {
         match self.confirmed(to, service::SUBSCRIBE_COV, payload).await? {
             Answer::Simple => Ok(()),
             Answer::Complex(_) => Err(DecodeError::Invalid("complex ack to SubscribeCOV").into()),
+        }
+    }
+
+    /// The Object_List of a device: read whole (segmented if it must be),
+    /// or element by element when the device cannot send it in one answer.
+    pub async fn read_object_list(&self, to: Address, device: ObjectId) -> Result<Vec<ObjectId>, BacnetError> {
+        let whole = self.read_property(to, device, PropertyRef::new(property::OBJECT_LIST)).await;
+        let too_big = |e: &BacnetError| {
+            matches!(
+                e,
+                BacnetError::Abort {
+                    reason: error::ABORT_SEGMENTATION_NOT_SUPPORTED | error::ABORT_BUFFER_OVERFLOW,
+                    ..
+                }
+            ) || matches!(e, BacnetError::Error(ErrorClassCode { code: 73 | 76, .. }))
+        };
+        match whole {
+            Ok(v) => object_ids(&v),
+            Err(e) if too_big(&e) => {
+                let len = self.read_property(to, device, PropertyRef::indexed(property::OBJECT_LIST, 0)).await?;
+                let len = len.as_unsigned().ok_or(DecodeError::Invalid("Object_List length is not unsigned"))?;
+                let mut ids = Vec::with_capacity(len.min(100_000) as usize);
+                for i in 1..=len.min(u64::from(u32::MAX)) as u32 {
+                    let v = self.read_property(to, device, PropertyRef::indexed(property::OBJECT_LIST, i)).await?;
+                    ids.extend(object_ids(&v)?);
+                }
+                Ok(ids)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -774,4 +803,14 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+fn object_ids(v: &Value) -> Result<Vec<ObjectId>, BacnetError> {
+    v.elements()
+        .iter()
+        .map(|e| match e {
+            Value::ObjectId(id) => Ok(*id),
+            _ => Err(DecodeError::Invalid("Object_List holds something other than object identifiers").into()),
+        })
+        .collect()
 }

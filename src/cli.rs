@@ -1,0 +1,120 @@
+//! The command line. Every command documents itself with examples (`--help`).
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "plantwatch", version, about = "Supervises BACnet/IP devices: polling, caching, commanding, metrics")]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `plantwatch_actors=debug`); default from RUST_LOG, else `warn`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run simulated BACnet/IP devices on loopback (for demos, tests, benchmarks).
+    #[command(
+        after_help = "Examples:\n  plantwatch simulate --devices 50\n  plantwatch simulate --devices 10 --layout port --bind 127.0.0.1:47900\n  plantwatch simulate --devices 5 --layout router --bind 127.0.0.1:47808 --router-network 100\n  plantwatch simulate --devices 3 --no-rpm --max-apdu 480 --drop-rate 0.1"
+    )]
+    Simulate(SimulateArgs),
+    /// Measure the transport: ReadProperty Present_Value reads with K requests in flight.
+    #[command(
+        after_help = "Examples:\n  plantwatch bench --target 127.0.0.2:47808 --in-flight 1 --seconds 5\n  plantwatch bench --target 127.0.0.1:47900,127.0.0.1:47901 --in-flight 64 --seconds 10\n\nThe last line is `reads_per_s=… p50_us=… p99_us=…`."
+    )]
+    Bench(BenchArgs),
+}
+
+impl Default for Command {
+    /// With no command, plantwatch runs its embedded default.
+    fn default() -> Self {
+        Cli::parse_from(["plantwatch", "simulate"]).command.unwrap_or_else(|| unreachable!("parsed a command"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// Device k at IP+k:PORT, with a broadcast listener on 127.255.255.255:PORT.
+    Ip,
+    /// Device k at IP:PORT+k.
+    Port,
+    /// A BACnet router at IP:PORT with the devices behind it on one network.
+    Router,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Number of devices.
+    #[arg(long, default_value_t = 20)]
+    pub devices: usize,
+    /// Objects of each type per device.
+    #[arg(long, default_value_t = 2)]
+    pub objects: usize,
+    /// Address of the first device (or of the router).
+    #[arg(long, default_value = "127.0.0.2:47808")]
+    pub bind: SocketAddr,
+    #[arg(long, value_enum, default_value_t = LayoutArg::Ip)]
+    pub layout: LayoutArg,
+    /// Instance number of the first device.
+    #[arg(long, default_value_t = 1001)]
+    pub first_instance: u32,
+    /// Network number behind the router (`--layout router`).
+    #[arg(long, default_value_t = 100)]
+    pub router_network: u16,
+    /// Fraction of requests silently dropped (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub slow_ms: u64,
+    /// Reject ReadPropertyMultiple with unrecognized-service.
+    #[arg(long)]
+    pub no_rpm: bool,
+    /// Max_APDU_Length_Accepted of the devices; larger answers are segmented.
+    #[arg(long, default_value_t = 1476)]
+    pub max_apdu: u16,
+    /// Devices cannot segment: answers too large for one APDU are aborted.
+    #[arg(long)]
+    pub no_segmentation: bool,
+    /// Stop answering this many seconds after start.
+    #[arg(long)]
+    pub offline_after: Option<f64>,
+    /// Answer again this many seconds after going offline.
+    #[arg(long)]
+    pub online_after: Option<f64>,
+    /// Apply the faults above only to these device instances (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub fault_devices: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchService {
+    /// ReadProperty of one Present_Value per request.
+    Rp,
+    /// ReadPropertyMultiple of up to 20 Present_Values per request.
+    Rpm,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Devices (or routers) to read, comma-separated IP:PORT.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub target: Vec<SocketAddr>,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// How long to measure.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    #[arg(long, value_enum, default_value_t = BenchService::Rp)]
+    pub service: BenchService,
+    /// Local address of the benchmark's socket.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// Runtime worker threads (1 = a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}

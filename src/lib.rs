@@ -1,0 +1,54 @@
+//! The `plantwatch` binary's library: command-line interface, commands and
+//! telemetry. `main.rs` only parses the command line and calls [`run`].
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap).
+//! - [`bench`]: `plantwatch bench`, the transport benchmark.
+//! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
+//! - [`telemetry`]: logging setup.
+
+pub mod bench;
+pub mod cli;
+pub mod simulate;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+/// Exit code for bad command-line input or configuration (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Runs one command to completion.
+pub fn run(cli: cli::Cli) -> ExitCode {
+    telemetry::init(cli.log_level.as_deref());
+    let command = cli.command.unwrap_or_default();
+    let result = match command {
+        cli::Command::Simulate(args) => simulate::run(args),
+        cli::Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plantwatch: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A command's failure: a message for the terminal and an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Usage(_) => EXIT_USAGE,
+            CommandError::Failed(_) => 1,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! plantwatch's integration tests: one binary, so the suite links once.
+//!
+//! - `decode`: the receive path against hostile input (the bacnet-rs
+//!   reproducers of DEPENDENCIES.md, and a property test of random and
+//!   mutated frames).
+
+mod decode;
+mod support;
