@@ -48,7 +48,7 @@ from bacpypes3.local.analog import (
 from bacpypes3.local.binary import BinaryInputObject, BinaryOutputObject
 from bacpypes3.local.cov import GenericCriteria
 from bacpypes3.local.device import DeviceObject
-from bacpypes3.local.multistate import MultiStateValueObject
+from bacpypes3.local.multistate import MultiStateValueObject as _MultiStateValueObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.local.object import Object as LocalObject
 from bacpypes3.object import CharacterStringValueObject as _CharacterStringValueObject
@@ -59,6 +59,14 @@ READY_TIMEOUT = 3.0
 
 class CharacterStringValueObject(LocalObject, _CharacterStringValueObject):
     """bacpypes3 ships no local character-string-value object; this is the plain one."""
+
+    _cov_criteria = GenericCriteria
+
+
+class MultiStateValueObject(_MultiStateValueObject):
+    """bacpypes3's class uses COV-increment criteria, but a multi-state value has no
+    cov-increment: SubscribeCOV fails with device:operational-problem and leaves the
+    object broken.  Multi-state values report any change (generic criteria)."""
 
     _cov_criteria = GenericCriteria
 

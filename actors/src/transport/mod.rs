@@ -205,15 +205,21 @@ impl Transport {
     /// Binds the socket and starts the transport task. Unsolicited frames
     /// arrive on the returned receiver.
     pub async fn bind(config: TransportConfig) -> io::Result<(Self, mpsc::Receiver<Unsolicited>)> {
-        let socket = UdpSocket::bind(config.bind).await?;
+        let std_socket = std::net::UdpSocket::bind(config.bind)?;
+        std_socket.set_nonblocking(true)?;
         if config.broadcast.is_some() {
-            socket.set_broadcast(true)?;
+            std_socket.set_broadcast(true)?;
         }
-        let local = socket.local_addr()?;
+        let local = std_socket.local_addr()?;
+        // Sends go straight to the kernel through a second handle of the same
+        // socket: tokio's `try_send_to` refuses to send until the reactor has
+        // seen the socket writable, and waiting for that buys nothing for UDP.
+        let sender = std_socket.try_clone()?;
+        let socket = UdpSocket::from_std(std_socket)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (unsolicited_tx, unsolicited_rx) = mpsc::channel(config.unsolicited_capacity.max(1));
         let stats = Arc::new(Stats::default());
-        let task = Task::new(socket, config, stats.clone(), unsolicited_tx);
+        let task = Task::new(socket, sender, config, stats.clone(), unsolicited_tx);
         tokio::spawn(task.run(rx));
         Ok((Self { commands, stats, local }, unsolicited_rx))
     }
@@ -358,6 +364,7 @@ type Key = (Address, u8);
 
 struct Task {
     socket: UdpSocket,
+    sender: std::net::UdpSocket,
     config: TransportConfig,
     stats: Arc<Stats>,
     unsolicited: mpsc::Sender<Unsolicited>,
@@ -374,6 +381,7 @@ struct Task {
 impl Task {
     fn new(
         socket: UdpSocket,
+        sender: std::net::UdpSocket,
         config: TransportConfig,
         stats: Arc<Stats>,
         unsolicited: mpsc::Sender<Unsolicited>,
@@ -383,6 +391,7 @@ impl Task {
         let quarantine = config.apdu_timeout * (config.apdu_retries + 1);
         Self {
             socket,
+            sender,
             config,
             stats,
             unsolicited,
@@ -455,7 +464,7 @@ impl Task {
     }
 
     fn send(&self, frame: &[u8], to: SocketAddr) -> Result<(), BacnetError> {
-        match self.socket.try_send_to(frame, to) {
+        match self.sender.send_to(frame, to) {
             Ok(_) => Ok(()),
             // A full send buffer is like a lost datagram: the retry covers it.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
