@@ -3,8 +3,10 @@
 //! - `decode`: the receive path against hostile input (the bacnet-rs
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
+//! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `transport`: the transport against a scripted UDP peer.
 
 mod decode;
+mod golden;
 mod support;
 mod transport;
