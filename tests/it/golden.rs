@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use plantwatch_actors::bacnet::codec::Value;
 use plantwatch_actors::bacnet::frame::{self, Apdu, Body, NpduOut, Segment};
 use plantwatch_actors::bacnet::services::{
-    decode_error, decode_rpm_ack, encode_rpm_ack, CovNotification, CovSubscription, ErrorClassCode, IAm,
-    PropertyRef, PropertyResult, ReadAccessSpec, ReadPropertyAck, ReadPropertyMultipleRequest, ReadPropertyRequest,
+    decode_error, decode_rpm_ack, encode_rpm_ack, CovNotification, CovSubscription, ErrorClassCode, IAm, PropertyRef,
+    PropertyResult, ReadAccessSpec, ReadPropertyAck, ReadPropertyMultipleRequest, ReadPropertyRequest,
     SubscribeCovRequest, WhoIs, WritePropertyRequest,
 };
 use plantwatch_actors::bacnet::types::{service, BitString, Mac, Route, Segmentation};
@@ -155,9 +155,14 @@ fn requests_encode_to_the_same_bytes_as_bacpypes3() {
         (
             "write-property-request-relinquish-priority-8",
             request(5, service::WRITE_PROPERTY, |f| {
-                WritePropertyRequest { object: obj("analog-output:1"), property: pv, value: Value::Null, priority: Some(8) }
-                    .encode(f)
-                    .expect("encodes")
+                WritePropertyRequest {
+                    object: obj("analog-output:1"),
+                    property: pv,
+                    value: Value::Null,
+                    priority: Some(8),
+                }
+                .encode(f)
+                .expect("encodes")
             }),
         ),
         (
@@ -248,8 +253,12 @@ fn answers_encode_to_the_same_bytes_as_bacpypes3() {
         (
             "read-property-ack-string-utf8",
             complex_ack(1, service::READ_PROPERTY, |f| {
-                ReadPropertyAck { object: ai1, property: PropertyRef::new(28), value: Value::CharacterString("Grüße".into()) }
-                    .encode(f)
+                ReadPropertyAck {
+                    object: ai1,
+                    property: PropertyRef::new(28),
+                    value: Value::CharacterString("Grüße".into()),
+                }
+                .encode(f)
             }),
         ),
         (
@@ -355,12 +364,18 @@ fn answers_decode_to_the_values_bacpypes3_meant() {
     for name in ["unconfirmed-cov-notification", "confirmed-cov-notification"] {
         let (b, _) = golden(name);
         let n = CovNotification::decode(&data_of(&b)).expect("decodes");
-        assert_eq!((n.process_id, n.device, n.object, n.time_remaining), (7, obj("device:3001"), obj("analog-input:1"), 299));
+        assert_eq!(
+            (n.process_id, n.device, n.object, n.time_remaining),
+            (7, obj("device:3001"), obj("analog-input:1"), 299)
+        );
         assert_eq!(n.values[0], (PropertyRef::new(85), Value::Real(25.5)));
     }
     let (b, _) = golden("i-am-global");
     let iam = IAm::decode(&data_of(&b)).expect("decodes");
-    assert_eq!((iam.device, iam.max_apdu, iam.segmentation, iam.vendor_id), (obj("device:3001"), 1476, Segmentation::Both, 999));
+    assert_eq!(
+        (iam.device, iam.max_apdu, iam.segmentation, iam.vendor_id),
+        (obj("device:3001"), 1476, Segmentation::Both, 999)
+    );
     let (b, _) = golden("write-property-request-property-1000");
     let wp = WritePropertyRequest::decode(&data_of(&b)).expect("decodes");
     assert_eq!((wp.property.property, wp.priority), (1000, Some(16)));

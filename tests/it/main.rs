@@ -4,9 +4,11 @@
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
+//! - `interop`: the transport against bacpypes3 devices in their own processes.
 //! - `transport`: the transport against a scripted UDP peer.
 
 mod decode;
 mod golden;
+mod interop;
 mod support;
 mod transport;
