@@ -204,13 +204,14 @@ async fn error_reject_and_abort_become_typed_errors() {
     let peer = Peer::bind().await;
     let (t, _u) = transport(2000, 0).await;
     let to = Address::direct(peer.addr);
-    let cases: [(Box<dyn Fn(&mut Vec<u8>, u8) + Send>, BacnetError); 3] = [
+    type WriteAnswer = fn(&mut Vec<u8>, u8);
+    let cases: [(WriteAnswer, BacnetError); 3] = [
         (
-            Box::new(|f, id| frame::write_error(f, id, service::READ_PROPERTY, 2, 32)),
+            |f, id| frame::write_error(f, id, service::READ_PROPERTY, 2, 32),
             BacnetError::Error(ErrorClassCode { class: 2, code: 32 }),
         ),
-        (Box::new(|f, id| frame::write_reject(f, id, 9)), BacnetError::Reject { reason: 9 }),
-        (Box::new(|f, id| frame::write_abort(f, true, id, 4)), BacnetError::Abort { reason: 4, by_server: true }),
+        (|f, id| frame::write_reject(f, id, 9), BacnetError::Reject { reason: 9 }),
+        (|f, id| frame::write_abort(f, true, id, 4), BacnetError::Abort { reason: 4, by_server: true }),
     ];
     for (write, expected) in cases {
         let read = tokio::spawn({
