@@ -430,7 +430,9 @@ pub fn decode_character_string(b: &[u8]) -> DecodeResult<String> {
             }
             Ok(text
                 .chunks_exact(4)
-                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER))
+                .map(|c| {
+                    char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER)
+                })
                 .collect())
         }
         // DBCS and JIS X 0208 need a code page we do not know: keep what is ASCII.

@@ -105,7 +105,10 @@ pub enum Apdu<'a> {
 pub enum Body<'a> {
     Apdu(Apdu<'a>),
     /// A network layer message (Who-Is-Router-To-Network, ...).
-    NetworkMessage { kind: u8, data: &'a [u8] },
+    NetworkMessage {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// One parsed BACnet/IP datagram.
@@ -404,10 +407,22 @@ mod tests {
         let f = parse(&buf).unwrap();
         assert_eq!(f.destination, Some(route));
         assert!(f.expecting_reply);
-        let Body::Apdu(Apdu::ConfirmedRequest { invoke_id, service, max_apdu, max_segments, segmented_response_accepted, data, .. }) = f.body else {
+        let Body::Apdu(Apdu::ConfirmedRequest {
+            invoke_id,
+            service,
+            max_apdu,
+            max_segments,
+            segmented_response_accepted,
+            data,
+            ..
+        }) = f.body
+        else {
             panic!("not a confirmed request: {f:?}");
         };
-        assert_eq!((invoke_id, service, max_apdu, max_segments, segmented_response_accepted), (7, 12, 1476, Some(64), true));
+        assert_eq!(
+            (invoke_id, service, max_apdu, max_segments, segmented_response_accepted),
+            (7, 12, 1476, Some(64), true)
+        );
         assert_eq!(data, &[0x0C, 0, 0, 0, 1, 0x19, 0x55]);
     }
 

@@ -554,7 +554,8 @@ mod tests {
         let mut buf = Vec::new();
         WhoIs { range: Some((1000, 2000)) }.encode(&mut buf).unwrap();
         assert_eq!(WhoIs::decode(&buf).unwrap().range, Some((1000, 2000)));
-        let iam = IAm { device: ObjectId::device(3001), max_apdu: 1476, segmentation: Segmentation::Both, vendor_id: 999 };
+        let iam =
+            IAm { device: ObjectId::device(3001), max_apdu: 1476, segmentation: Segmentation::Both, vendor_id: 999 };
         buf.clear();
         iam.encode(&mut buf);
         assert_eq!(IAm::decode(&buf).unwrap(), iam);

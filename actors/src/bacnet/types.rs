@@ -141,9 +141,7 @@ impl FromStr for ObjectId {
             .split_once(':')
             .ok_or_else(|| ParseError(format!("'{s}' is not an object reference like 'analog-input:3'")))?;
         let object_type = parse_object_type(ty)?;
-        let instance: u32 = inst
-            .parse()
-            .map_err(|_| ParseError(format!("instance '{inst}' is not a number")))?;
+        let instance: u32 = inst.parse().map_err(|_| ParseError(format!("instance '{inst}' is not a number")))?;
         if instance > MAX_INSTANCE {
             return Err(ParseError(format!("instance {instance} is above {MAX_INSTANCE}")));
         }
