@@ -11,3 +11,4 @@
 //! - [`sim`]: a BACnet/IP device simulator for demos, tests and benchmarks.
 
 pub mod bacnet;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! Tests over real UDP sockets on loopback (ports from the OS).
