@@ -497,7 +497,7 @@ impl FromStr for Mac {
     /// Hex digits, e.g. `0a` or `c0a8010abac0`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ParseError(format!("'{s}' is not a MAC address in hex (1 to 8 bytes)"));
-        if s.is_empty() || s.len() % 2 != 0 || s.len() > 16 {
+        if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 16 {
             return Err(bad());
         }
         let bytes: Result<Vec<u8>, _> =
