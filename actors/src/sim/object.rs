@@ -215,7 +215,7 @@ impl Object {
             value,
             drifting: kind == Kind::AnalogInput,
             phase,
-            priority_array: kind.commandable().then(|| Box::new(Default::default())),
+            priority_array: kind.commandable().then(Box::default),
             out_of_service: false,
             cov_increment: if kind == Kind::AnalogInput { 0.1 } else { 1.0 },
         }

@@ -108,3 +108,102 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bacnet::codec::Value;
+    use crate::bacnet::services::{IAm, PropertyRef};
+    use crate::bacnet::types::{object_type, property, service, ObjectId, Route};
+    use crate::sim::testing::{self, rp_value};
+    use crate::sim::Faults;
+
+    fn router(n: usize) -> (Router, Instant) {
+        let now = Instant::now();
+        let devices = (0..n)
+            .map(|k| {
+                let route = Route { network: 100, mac: Router::mac(k, n) };
+                Device::new(1001 + k as u32, 1, Some(route), Faults::default(), now)
+            })
+            .collect();
+        (Router::new(100, devices), now)
+    }
+
+    fn send(r: &mut Router, datagram: &[u8], now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Outbox::default();
+        r.handle(datagram, "127.0.0.1:47808".parse().unwrap(), now, &mut out);
+        out.frames.into_iter().map(|f| f.bytes).collect()
+    }
+
+    #[test]
+    fn requests_are_routed_by_dnet_and_dadr() {
+        let (mut r, now) = router(3);
+        let route = Route { network: 100, mac: Router::mac(1, 3) };
+        let request =
+            testing::rp_routed(1, route, ObjectId::device(4_194_303), PropertyRef::new(property::OBJECT_IDENTIFIER));
+        let answers = send(&mut r, &request, now);
+        assert_eq!(answers.len(), 1);
+        let f = frame::parse(&answers[0]).unwrap();
+        assert_eq!(f.source, Some(route));
+        assert_eq!(f.destination, None);
+        assert_eq!(rp_value(&answers[0]), Value::ObjectId(ObjectId::device(1002)));
+        // unknown MAC, other network, no DNET: nothing
+        let nowhere = Route { network: 100, mac: Router::mac(5, 3) };
+        let pv = PropertyRef::new(property::PRESENT_VALUE);
+        let ai = ObjectId::new(object_type::ANALOG_INPUT, 1);
+        assert!(send(&mut r, &testing::rp_routed(2, nowhere, ai, pv), now).is_empty());
+        assert!(send(&mut r, &testing::rp_routed(2, Route { network: 7, ..route }, ai, pv), now).is_empty());
+        assert!(send(&mut r, &testing::rp(3, ai, pv), now).is_empty());
+    }
+
+    #[test]
+    fn global_who_is_reaches_every_device_behind_the_router() {
+        let (mut r, now) = router(4);
+        let global = Route { network: 0xFFFF, mac: Mac::default() };
+        let answers = send(&mut r, &testing::who_is(None, Some(global)), now);
+        assert_eq!(answers.len(), 4);
+        for (k, a) in answers.iter().enumerate() {
+            let f = frame::parse(a).unwrap();
+            assert_eq!(f.source, Some(Route { network: 100, mac: Router::mac(k, 4) }));
+            let Body::Apdu(Apdu::UnconfirmedRequest { service: service::I_AM, data }) = f.body else { panic!() };
+            assert_eq!(IAm::decode(data).unwrap().device, ObjectId::device(1001 + k as u32));
+        }
+        // a broadcast on network 100, ranged
+        let on_net = Route { network: 100, mac: Mac::default() };
+        assert_eq!(send(&mut r, &testing::who_is(Some((1002, 1003)), Some(on_net)), now).len(), 2);
+        // a local Who-Is does not cross the router
+        assert!(send(&mut r, &testing::who_is(None, None), now).is_empty());
+    }
+
+    #[test]
+    fn who_is_router_to_network() {
+        let (mut r, now) = router(1);
+        for data in [&[][..], &100u16.to_be_bytes()[..]] {
+            let mut buf = Vec::new();
+            frame::begin_network_message(&mut buf, true, network_message::WHO_IS_ROUTER_TO_NETWORK);
+            buf.extend_from_slice(data);
+            frame::finish(&mut buf).unwrap();
+            let answers = send(&mut r, &buf, now);
+            assert_eq!(answers.len(), 1);
+            let f = frame::parse(&answers[0]).unwrap();
+            assert_eq!(f.body, Body::NetworkMessage { kind: network_message::I_AM_ROUTER_TO_NETWORK, data: &[0, 100] });
+        }
+        let mut buf = Vec::new();
+        frame::begin_network_message(&mut buf, true, network_message::WHO_IS_ROUTER_TO_NETWORK);
+        buf.extend_from_slice(&5u16.to_be_bytes());
+        frame::finish(&mut buf).unwrap();
+        assert!(send(&mut r, &buf, now).is_empty());
+    }
+
+    #[test]
+    fn macs_are_one_octet_up_to_255_devices_then_two() {
+        assert_eq!(Router::mac(0, 255).as_bytes(), &[1]);
+        assert_eq!(Router::mac(254, 255).as_bytes(), &[255]);
+        assert_eq!(Router::mac(0, 1000).as_bytes(), &[0, 1]);
+        assert_eq!(Router::mac(999, 1000).as_bytes(), &[0x03, 0xE8]);
+        let (r, _) = router(300);
+        assert_eq!(r.device_index(&Router::mac(299, 300)), Some(299));
+        assert_eq!(r.device_index(&Mac::new(&[1]).unwrap()), None);
+        assert_eq!(r.device_index(&Mac::new(&[0, 0]).unwrap()), None);
+    }
+}
