@@ -520,3 +520,66 @@ proptest! {
         h.advance(Duration::from_secs(3));
     }
 }
+
+/// Counts this thread's heap allocations, to prove the ReadProperty path
+/// allocates nothing once warm.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is forwarded unchanged to the system allocator.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    pub fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[test]
+fn reading_present_value_allocates_nothing_once_warm() {
+    let mut h = Harness::new(3, Faults::default());
+    let requests: Vec<Vec<u8>> = (0..64).map(|i| rp(i as u8, ObjectId::new(ot::ANALOG_INPUT, 1 + i % 3), PV)).collect();
+    let serve = |h: &mut Harness| {
+        for r in &requests {
+            h.device.handle(r, client(), h.now, &mut h.out);
+            let mut frames = std::mem::take(&mut h.out.frames);
+            for f in frames.drain(..) {
+                h.out.recycle(f.bytes);
+            }
+            h.out.frames = frames;
+        }
+    };
+    serve(&mut h);
+    let before = counting::allocations();
+    serve(&mut h);
+    assert_eq!(counting::allocations() - before, 0);
+    // the counter does count
+    std::hint::black_box(vec![0u8; 16]);
+    assert!(counting::allocations() > before);
+}
