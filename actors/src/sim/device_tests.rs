@@ -79,6 +79,35 @@ fn read_property_present_value() {
 }
 
 #[test]
+fn answers_to_a_routed_requester_carry_dnet_and_dadr() {
+    let mut h = Harness::new(1, Faults::default());
+    let requester = crate::bacnet::types::Route { network: 7, mac: "c0a8010abac0".parse().unwrap() };
+    let mut buf = Vec::new();
+    let npdu = crate::bacnet::frame::NpduOut { destination: None, source: Some(requester), expecting_reply: true };
+    crate::bacnet::frame::begin(&mut buf, false, &npdu);
+    crate::bacnet::frame::write_confirmed_request(&mut buf, 3, service::READ_PROPERTY, 1476, 64);
+    crate::bacnet::services::ReadPropertyRequest { object: AI1, property: PV }.encode(&mut buf).unwrap();
+    crate::bacnet::frame::finish(&mut buf).unwrap();
+    let answer = h.one(&buf);
+    let f = crate::bacnet::frame::parse(&answer).unwrap();
+    assert_eq!((f.destination, f.source), (Some(requester), None));
+    assert!(matches!(rp_value(&answer), Value::Real(_)));
+}
+
+#[test]
+fn a_forwarded_npdu_is_answered_to_its_origin() {
+    let mut h = Harness::new(1, Faults::default());
+    let unicast = rp(4, AI1, PV);
+    let mut forwarded = vec![0x81, 0x04, 0, 0, 127, 0, 0, 9, 0xBA, 0xC0];
+    forwarded.extend_from_slice(&unicast[4..]);
+    let len = (forwarded.len() as u16).to_be_bytes();
+    forwarded[2..4].copy_from_slice(&len);
+    h.device.handle(&forwarded, client(), h.now, &mut h.out);
+    assert_eq!(h.out.frames.len(), 1);
+    assert_eq!(h.out.frames[0].to, "127.0.0.9:47808".parse().unwrap());
+}
+
+#[test]
 fn object_list_is_an_array() {
     let mut h = Harness::new(3, Faults::default());
     let len = rp_value(&h.one(&rp(1, DEV, PropertyRef::indexed(p::OBJECT_LIST, 0))));

@@ -195,6 +195,27 @@ mod tests {
         assert!(send(&mut r, &buf, now).is_empty());
     }
 
+    proptest::proptest! {
+        /// No input panics the router or the devices behind it.
+        #[test]
+        fn no_input_panics(flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4), which in 0usize..3) {
+            let (mut r, now) = router(3);
+            let route = Route { network: 100, mac: Router::mac(0, 3) };
+            let mut base = match which {
+                0 => testing::rp_routed(1, route, ObjectId::device(1001), PropertyRef::new(property::OBJECT_LIST)),
+                1 => testing::who_is(None, Some(Route { network: 0xFFFF, mac: Mac::default() })),
+                _ => testing::segment_ack(1, 0, 4, true, Some(route)),
+            };
+            let len = base.len();
+            for (at, byte) in flips {
+                base[at % len] = byte;
+            }
+            send(&mut r, &base, now);
+            let mut out = Outbox::default();
+            r.on_timer(now + std::time::Duration::from_secs(5), &mut out);
+        }
+    }
+
     #[test]
     fn macs_are_one_octet_up_to_255_devices_then_two() {
         assert_eq!(Router::mac(0, 255).as_bytes(), &[1]);
