@@ -11,4 +11,5 @@
 //! - [`sim`]: a BACnet/IP device simulator for demos, tests and benchmarks.
 
 pub mod bacnet;
+pub mod sim;
 pub mod transport;

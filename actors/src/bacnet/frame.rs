@@ -41,6 +41,12 @@ pub mod pdu {
     pub const ABORT: u8 = 7;
 }
 
+/// Network layer message types (clause 6.2.4).
+pub mod network_message {
+    pub const WHO_IS_ROUTER_TO_NETWORK: u8 = 0x00;
+    pub const I_AM_ROUTER_TO_NETWORK: u8 = 0x01;
+}
+
 /// Segment information of a segmented confirmed request or complex ack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
@@ -317,6 +323,14 @@ pub fn begin(buf: &mut Vec<u8>, broadcast: bool, npdu: &NpduOut) {
     buf.extend_from_slice(&n.encode());
 }
 
+/// Starts a frame in `buf` (cleared first) that carries a network layer
+/// message of type `kind` instead of an APDU; its data follows, then [`finish`].
+pub fn begin_network_message(buf: &mut Vec<u8>, broadcast: bool, kind: u8) {
+    buf.clear();
+    let function = if broadcast { bvlc::ORIGINAL_BROADCAST_NPDU } else { bvlc::ORIGINAL_UNICAST_NPDU };
+    buf.extend_from_slice(&[BVLC_TYPE, function, 0, 0, 1, 0x80, kind]);
+}
+
 /// Patches the BVLC length; refuses a frame too large for BACnet/IP.
 pub fn finish(buf: &mut [u8]) -> DecodeResult<()> {
     if buf.len() > MAX_DATAGRAM || buf.len() < 6 {
@@ -424,6 +438,20 @@ mod tests {
             (7, 12, 1476, Some(64), true)
         );
         assert_eq!(data, &[0x0C, 0, 0, 0, 1, 0x19, 0x55]);
+    }
+
+    #[test]
+    fn network_messages_round_trip() {
+        let mut buf = Vec::new();
+        begin_network_message(&mut buf, false, network_message::I_AM_ROUTER_TO_NETWORK);
+        buf.extend_from_slice(&100u16.to_be_bytes());
+        finish(&mut buf).unwrap();
+        assert_eq!(buf, [0x81, 0x0A, 0x00, 0x09, 0x01, 0x80, 0x01, 0x00, 0x64]);
+        let f = parse(&buf).unwrap();
+        assert_eq!(
+            f.body,
+            Body::NetworkMessage { kind: network_message::I_AM_ROUTER_TO_NETWORK, data: &[0x00, 0x64][..] }
+        );
     }
 
     #[test]

@@ -259,6 +259,9 @@ pub struct WritePropertyRequest {
     pub property: PropertyRef,
     /// `Value::Null` relinquishes the command at `priority`.
     pub value: Value,
+    /// 1..=16. [`WritePropertyRequest::decode`] keeps any priority that fits
+    /// in a byte, so that a server can refuse one outside 1..=16 with
+    /// value-out-of-range instead of rejecting the whole request.
     pub priority: Option<u8>,
 }
 
@@ -292,8 +295,7 @@ impl WritePropertyRequest {
         let value = r.enclosed_value(3)?;
         let priority = match r.optional_context_u32(4)? {
             None => None,
-            Some(p @ 1..=16) => Some(p as u8),
-            Some(_) => return Err(DecodeError::Invalid("priority outside 1..=16")),
+            Some(p) => Some(u8::try_from(p).map_err(|_| DecodeError::Invalid("priority above 255"))?),
         };
         end(&r)?;
         Ok(Self { object, property: PropertyRef { property, index }, value, priority })
@@ -497,6 +499,16 @@ mod tests {
         req.encode(&mut buf).unwrap();
         assert_eq!(buf, hex("0c008000011a03e83e21073f4910"));
         assert_eq!(WritePropertyRequest::decode(&buf).unwrap(), req);
+    }
+
+    #[test]
+    fn write_property_decode_keeps_an_out_of_range_priority_for_the_server() {
+        let mut buf = hex("0c008000011955");
+        buf.extend_from_slice(&hex("3e4441ac00003f4911"));
+        assert_eq!(WritePropertyRequest::decode(&buf).unwrap().priority, Some(17));
+        buf.truncate(buf.len() - 2);
+        buf.extend_from_slice(&hex("4a0100"));
+        assert!(WritePropertyRequest::decode(&buf).is_err());
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub mod property {
     pub const PROTOCOL_OBJECT_TYPES_SUPPORTED: u32 = 96;
     pub const DEVICE_ADDRESS_BINDING: u32 = 30;
     pub const CURRENT_COMMAND_PRIORITY: u32 = 431;
+    pub const APPLICATION_SOFTWARE_VERSION: u32 = 12;
 }
 
 /// Service choices (clause 21).
@@ -330,7 +331,11 @@ pub mod error {
     pub const CODE_WRITE_ACCESS_DENIED: u32 = 40;
     pub const CODE_INVALID_ARRAY_INDEX: u32 = 42;
     pub const CODE_PROPERTY_IS_NOT_AN_ARRAY: u32 = 50;
+    pub const CODE_COV_SUBSCRIPTION_FAILED: u32 = 43;
+    pub const CODE_OPTIONAL_FUNCTIONALITY_NOT_SUPPORTED: u32 = 45;
 
+    pub const REJECT_OTHER: u8 = 0;
+    pub const REJECT_INVALID_PARAMETER_DATA_TYPE: u8 = 3;
     pub const REJECT_UNRECOGNIZED_SERVICE: u8 = 9;
     pub const REJECT_INVALID_TAG: u8 = 4;
     pub const REJECT_MISSING_REQUIRED_PARAMETER: u8 = 5;
@@ -338,6 +343,7 @@ pub mod error {
     pub const ABORT_BUFFER_OVERFLOW: u8 = 1;
     pub const ABORT_SEGMENTATION_NOT_SUPPORTED: u8 = 4;
     pub const ABORT_WINDOW_SIZE_OUT_OF_RANGE: u8 = 7;
+    pub const ABORT_OUT_OF_RESOURCES: u8 = 9;
 }
 
 /// Segmentation support of a device (BACnetSegmentation).
