@@ -5,10 +5,12 @@
 //!   mutated frames).
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
+//! - `simulator`: the transport against the simulator, every service and fault.
 //! - `transport`: the transport against a scripted UDP peer.
 
 mod decode;
 mod golden;
 mod interop;
+mod simulator;
 mod support;
 mod transport;
