@@ -71,3 +71,58 @@ pub fn run(args: SimulateArgs) -> Result<(), CommandError> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(line: &[&str]) -> SimulateArgs {
+        match Cli::try_parse_from(line).expect("parses").command.unwrap_or_default() {
+            Command::Simulate(a) => a,
+            other => panic!("not simulate: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_command_runs_the_simulator_with_its_defaults() {
+        let a = args(&["plantwatch"]);
+        assert_eq!((a.devices, a.bind.to_string()), (20, "127.0.0.2:47808".to_string()));
+    }
+
+    #[test]
+    fn flags_map_onto_the_simulator() {
+        let a = args(&[
+            "plantwatch",
+            "simulate",
+            "--devices",
+            "7",
+            "--layout",
+            "router",
+            "--no-rpm",
+            "--max-apdu",
+            "480",
+            "--slow-ms",
+            "20",
+            "--offline-after",
+            "1.5",
+            "--fault-devices",
+            "1001,1003",
+        ]);
+        let c = config(&a).expect("valid");
+        assert_eq!((c.devices, c.layout, c.faults.no_rpm, c.faults.max_apdu), (7, Layout::Router, true, 480));
+        assert_eq!(c.faults.slow, Duration::from_millis(20));
+        assert_eq!(c.faults.offline_after, Some(Duration::from_millis(1500)));
+        assert_eq!(c.fault_devices, Some(vec![1001, 1003]));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let e = config(&args(&["plantwatch", "simulate", "--drop-rate", "1.5"])).expect_err("refused");
+        assert_eq!(e.exit_code(), crate::EXIT_USAGE);
+        let e = config(&args(&["plantwatch", "simulate", "--online-after=-1"])).expect_err("refused");
+        assert_eq!(e.exit_code(), crate::EXIT_USAGE);
+    }
+}

@@ -142,3 +142,118 @@ async fn next_cov(
         }
     }
 }
+
+/// Runs bp3_client.py against `target` and returns one JSON value per action.
+async fn bp3_client(target: std::net::SocketAddr, extra: &[&str], actions: &[&str]) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(crate::support::python())
+        .arg(crate::support::repo().join("tests/interop/bp3_client.py"))
+        .args(["--local", "127.0.0.1", "--target", &target.to_string()])
+        .args(extra)
+        .args(actions)
+        .output()
+        .await
+        .expect("run bp3_client.py");
+    assert!(out.status.success(), "bp3_client.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bacpypes3_client_reads_and_writes_plantwatch_simulate_with_50_devices() {
+    use tokio::io::AsyncBufReadExt;
+    // the real binary, as a user runs it
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_plantwatch"))
+        .args(["simulate", "--devices", "50", "--bind", "127.0.4.2:0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start plantwatch simulate");
+    let mut lines = tokio::io::BufReader::new(sim.stdout.take().expect("stdout")).lines();
+    let mut devices = Vec::new();
+    while devices.len() < 50 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("simulate prints its devices")
+            .expect("read")
+            .expect("simulate exited early");
+        let d: serde_json::Value = serde_json::from_str(&line).expect("one JSON line per device");
+        assert_eq!(d["route"], serde_json::Value::Null);
+        devices.push((d["instance"].as_u64().expect("instance"), d["address"].as_str().expect("address").to_string()));
+    }
+    assert_eq!(devices[0].0, 1001);
+    assert_eq!(devices[49].0, 1050);
+    let port: u16 = devices[0].1.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+
+    // a global Who-Is from bacpypes3 finds all 50
+    let broadcast = format!("127.255.255.255:{port}");
+    let first: std::net::SocketAddr = devices[0].1.parse().expect("address");
+    let r = bp3_client(first, &["--broadcast", &broadcast, "--wait", "2"], &["whois"]).await;
+    let mut found: Vec<u64> =
+        r[0]["iams"].as_array().expect("iams").iter().filter_map(|i| i["instance"].as_u64()).collect();
+    found.sort_unstable();
+    found.dedup();
+    assert_eq!(found, (1001..=1050).collect::<Vec<u64>>(), "{r:?}");
+
+    for (instance, address) in [&devices[0], &devices[24], &devices[49]] {
+        let target: std::net::SocketAddr = address.parse().expect("address");
+        let r = bp3_client(
+            target,
+            &[],
+            &[
+                "read",
+                &format!("device:{instance}"),
+                "object-name",
+                "read",
+                "analog-input:1",
+                "units",
+                "rpm",
+                "analog-value:1",
+                "present-value,status-flags",
+                "binary-input:1",
+                "present-value",
+                "write",
+                "analog-output:1",
+                "present-value",
+                "42.5",
+                "8",
+                "read",
+                "analog-output:1",
+                "present-value",
+                "read",
+                "analog-output:1",
+                "priority-array",
+                "write",
+                "analog-output:1",
+                "present-value",
+                "null",
+                "8",
+                "read",
+                "analog-output:1",
+                "present-value",
+                "read",
+                "analog-output:1",
+                "relinquish-default",
+                "write",
+                "analog-input:1",
+                "present-value",
+                "1.0",
+            ],
+        )
+        .await;
+        assert_eq!(r.len(), 10, "{r:?}");
+        assert!(r[0]["value"].is_string(), "object-name: {r:?}");
+        assert_eq!(r[1]["value"], "degrees-celsius");
+        let results = r[2]["results"].as_array().expect("rpm results");
+        assert_eq!(results.len(), 3, "{r:?}");
+        assert!(results.iter().all(|x| x.get("error").is_none()), "{r:?}");
+        assert_eq!(r[3]["ok"], true, "write: {r:?}");
+        assert_eq!(r[4]["value"], 42.5);
+        assert_eq!(r[5]["value"][7], 42.5, "priority 8 holds the command: {r:?}");
+        assert_eq!(r[6]["ok"], true, "relinquish: {r:?}");
+        assert_eq!(r[7]["value"], r[8]["value"], "back to the relinquish default: {r:?}");
+        assert_eq!(r[9]["error"], "property:write-access-denied", "{r:?}");
+    }
+    let _ = sim.start_kill();
+}

@@ -217,7 +217,10 @@ async fn a_device_without_rpm_rejects_it() {
     let sim = simulator(1, 1, "127.0.1.50:0", Layout::Port, faults).await;
     let (t, _rx) = transport_with(Duration::from_secs(2), 1, None).await;
     let rpm = t
-        .read_property_multiple(address(&sim, 0), vec![ReadAccessSpec { object: obj("analog-input:1"), properties: vec![PV] }])
+        .read_property_multiple(
+            address(&sim, 0),
+            vec![ReadAccessSpec { object: obj("analog-input:1"), properties: vec![PV] }],
+        )
         .await;
     assert_eq!(rpm, Err(BacnetError::Reject { reason: error::REJECT_UNRECOGNIZED_SERVICE }));
     sim.shutdown().await;
@@ -236,7 +239,8 @@ async fn routed_devices_are_discovered_and_read_through_the_router() {
     for (k, (from, instance)) in found.iter().enumerate() {
         assert_eq!(*from, address(&sim, k));
         assert_eq!(from.route.map(|r| r.network), Some(100));
-        let v = t.read_property(*from, ObjectId::device(*instance), PropertyRef::new(property::OBJECT_IDENTIFIER)).await;
+        let v =
+            t.read_property(*from, ObjectId::device(*instance), PropertyRef::new(property::OBJECT_IDENTIFIER)).await;
         assert_eq!(v, Ok(Value::ObjectId(ObjectId::device(*instance))));
     }
     // writes reach the right device behind the router
@@ -248,8 +252,14 @@ async fn routed_devices_are_discovered_and_read_through_the_router() {
         priority: Some(16),
     };
     t.write_property(dev, &write).await.expect("write");
-    assert_eq!(sim.present_value(sim.devices()[1].instance, obj("analog-value:1")).await.expect("pv"), Value::Real(12.5));
-    assert_ne!(sim.present_value(sim.devices()[0].instance, obj("analog-value:1")).await.expect("pv"), Value::Real(12.5));
+    assert_eq!(
+        sim.present_value(sim.devices()[1].instance, obj("analog-value:1")).await.expect("pv"),
+        Value::Real(12.5)
+    );
+    assert_ne!(
+        sim.present_value(sim.devices()[0].instance, obj("analog-value:1")).await.expect("pv"),
+        Value::Real(12.5)
+    );
     sim.shutdown().await;
 }
 
