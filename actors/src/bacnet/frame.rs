@@ -17,8 +17,9 @@ use super::types::{Mac, Route};
 
 /// BVLC type byte for BACnet/IP.
 pub const BVLC_TYPE: u8 = 0x81;
-/// The largest BACnet/IP datagram (1476-octet APDU + headers).
-pub const MAX_DATAGRAM: usize = 1497;
+/// The largest BACnet/IP datagram: a 1476-octet APDU behind the BVLC header
+/// and an NPDU carrying both DNET/DADR and SNET/SADR with 8-octet MACs.
+pub const MAX_DATAGRAM: usize = 4 + 2 + 2 * (3 + 8) + 1 + 1476;
 
 /// BVLC functions (Annex J.2).
 pub mod bvlc {

@@ -53,6 +53,9 @@ pub struct SegmentedAnswer {
     retries: u8,
 }
 
+/// Segments sent to a client that does not say how many it accepts.
+const UNSPECIFIED_MAX_SEGMENTS: u16 = 64;
+
 impl SegmentedAnswer {
     /// Prepares a segmented answer of `data` for a client that accepts APDUs
     /// of `max_apdu` octets and `max_segments` segments (`None`: unspecified).
@@ -67,7 +70,9 @@ impl SegmentedAnswer {
     ) -> Result<Self, u8> {
         let chunk = max_apdu.checked_sub(HEADER).filter(|&c| c > 0).ok_or(error::ABORT_BUFFER_OVERFLOW)?;
         let total = data.len().div_ceil(chunk).max(1);
-        if total > usize::from(max_segments.unwrap_or(u16::MAX)) {
+        // An unspecified maximum is taken as 64 segments, which bounds what a
+        // hostile request can make a device buffer (about 94 kB per answer).
+        if total > usize::from(max_segments.unwrap_or(UNSPECIFIED_MAX_SEGMENTS)) {
             return Err(error::ABORT_BUFFER_OVERFLOW);
         }
         Ok(Self { invoke_id, service, data, chunk, total, window: 1, acked: 0, sent: 0, deadline: now, retries: 0 })
@@ -210,6 +215,13 @@ mod tests {
             SegmentedAnswer::new(1, 12, vec![0; 100], 10, Some(4), now).err(),
             Some(error::ABORT_BUFFER_OVERFLOW)
         );
+        // a client that leaves the maximum unspecified gets at most 64 segments
+        let big = 65 * (1476 - HEADER);
+        assert_eq!(
+            SegmentedAnswer::new(1, 12, vec![0; big], 1476, None, now).err(),
+            Some(error::ABORT_BUFFER_OVERFLOW)
+        );
+        assert!(SegmentedAnswer::new(1, 12, vec![0; big - 1476], 1476, None, now).is_ok());
         let (mut a, now) = answer(100, 10);
         a.start(now);
         assert_eq!(a.on_ack(false, 0, 0, now), AckOutcome::Abort(error::ABORT_WINDOW_SIZE_OUT_OF_RANGE));
