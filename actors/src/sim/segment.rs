@@ -154,7 +154,7 @@ mod tests {
     fn answer(len: usize, max_apdu: usize) -> (SegmentedAnswer, Instant) {
         let now = Instant::now();
         let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-        (SegmentedAnswer::new(1, 12, data, max_apdu, None, now).unwrap(), now)
+        (SegmentedAnswer::new(1, 12, data, max_apdu, Some(u16::MAX), now).unwrap(), now)
     }
 
     #[test]
