@@ -11,5 +11,8 @@
 //! - [`sim`]: a BACnet/IP device simulator for demos, tests and benchmarks.
 
 pub mod bacnet;
+pub mod plant;
+/// The actor framework, for callers that address actors by name.
+pub use ractor;
 pub mod sim;
 pub mod transport;

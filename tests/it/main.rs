@@ -5,12 +5,15 @@
 //!   mutated frames).
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
+//! - `plant`: the supervision tree against the simulator: enrolment, polling,
+//!   fallbacks, offline and back, every supervision failure mode.
 //! - `simulator`: the transport against the simulator, every service and fault.
 //! - `transport`: the transport against a scripted UDP peer.
 
 mod decode;
 mod golden;
 mod interop;
+mod plant;
 mod simulator;
 mod support;
 mod transport;

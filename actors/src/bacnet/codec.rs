@@ -88,8 +88,10 @@ impl Tag {
     }
 }
 
-/// A decoded property value.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded property value. Serialized (snapshots, backups) as
+/// `{"type": "real", "value": 21.5}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum Value {
     Null,
     Boolean(bool),

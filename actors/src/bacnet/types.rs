@@ -382,7 +382,8 @@ impl Segmentation {
 }
 
 /// A BACnet bit string (Status_Flags, Protocol_Services_Supported...).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct BitString {
     bits: Vec<bool>,
 }
@@ -450,11 +451,11 @@ impl StatusFlags {
 }
 
 /// A BACnet Date: year-1900, month, day, weekday (255 = any).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Date(pub [u8; 4]);
 
 /// A BACnet Time: hour, minute, second, hundredths (255 = any).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Time(pub [u8; 4]);
 
 /// A MAC address on a remote BACnet network (DADR/SADR), up to 8 bytes.
@@ -506,8 +507,24 @@ impl FromStr for Mac {
     }
 }
 
+impl serde::Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(Mac::default());
+        }
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A remote network and MAC: where a routed device lives behind a router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     pub network: u16,
     pub mac: Mac,
@@ -515,7 +532,7 @@ pub struct Route {
 
 /// Where a BACnet device is: the IP address it (or its router) answers on,
 /// and the remote network and MAC when it sits behind a router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     pub ip: SocketAddr,
     pub route: Option<Route>,

@@ -1,0 +1,293 @@
+//! The sans-IO heart of a device actor: which points are due, how they are
+//! batched, what an answer or a silence does to values, quality and status,
+//! when an offline device is probed again, and which values go to history.
+//! The actor only moves these decisions onto the network and back.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::model::{DeviceSnapshot, DeviceStatus, Millis, Point, Quality};
+use crate::bacnet::codec::Value;
+use crate::bacnet::services::{ErrorClassCode, PropertyResult};
+use crate::bacnet::types::{object_type, property, BitString, ObjectId, StatusFlags};
+use crate::transport::BacnetError;
+
+/// Estimated octets one polled point adds to a ReadPropertyMultiple answer
+/// (Present_Value and Status_Flags with their tags), with room for short strings.
+const OCTETS_PER_POINT: usize = 40;
+
+/// Points per ReadPropertyMultiple request for a device with this max-APDU.
+pub fn batch_size(max_apdu: u32) -> usize {
+    ((max_apdu as usize).saturating_sub(16) / OCTETS_PER_POINT).clamp(1, 64)
+}
+
+/// The polling schedule of one device: when each point is next due.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    next_due: Vec<Instant>,
+}
+
+impl Schedule {
+    /// Starts every point at a random offset within its interval, so a plant
+    /// does not poll in lock-step.
+    pub fn jittered(points: &[Point], now: Instant, rng: &mut impl Rng) -> Self {
+        let next_due =
+            points.iter().map(|p| now + Duration::from_millis(rng.random_range(0..p.poll_ms.max(1)))).collect();
+        Self { next_due }
+    }
+
+    /// The points due at `now` (skipping those served by COV), in batches of
+    /// at most `batch` points; their next due time moves one interval on.
+    pub fn take_due(
+        &mut self,
+        points: &[Point],
+        cov_active: &[bool],
+        now: Instant,
+        batch: usize,
+    ) -> Vec<Vec<ObjectId>> {
+        let mut due = Vec::new();
+        for (i, p) in points.iter().enumerate() {
+            let Some(at) = self.next_due.get_mut(i) else { continue };
+            if *at > now {
+                continue;
+            }
+            let interval = Duration::from_millis(p.poll_ms.max(1));
+            // A late tick does not cause a burst of catch-up polls.
+            *at = (*at + interval).max(now + interval / 2);
+            if !cov_active.get(i).copied().unwrap_or(false) {
+                due.push(p.object);
+            }
+        }
+        due.chunks(batch.max(1)).map(<[ObjectId]>::to_vec).collect()
+    }
+
+    /// The earliest time a point is due.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.next_due.iter().min().copied()
+    }
+}
+
+/// Re-probe delay of an offline device: exponential from `base`, capped at
+/// `max`, with up to 20% jitter.
+pub fn probe_delay(attempt: u32, base: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let jitter = exp.mul_f64(rng.random_range(0.0..0.2));
+    (exp + jitter).min(max + max / 5)
+}
+
+/// Applies a successful poll answer.
+pub fn apply_results(snap: &mut DeviceSnapshot, results: &[PropertyResult], now: Millis) {
+    for r in results {
+        let Some(p) = snap.point_mut(r.object) else { continue };
+        match (r.property.property, &r.value) {
+            (property::PRESENT_VALUE, Ok(v)) => set_value(p, v.clone(), now),
+            (property::PRESENT_VALUE, Err(e)) => set_error(p, *e, now),
+            (property::STATUS_FLAGS, Ok(Value::BitString(b))) => p.status_flags = Some(StatusFlags::from_bits(b)),
+            _ => {}
+        }
+    }
+    answered(snap, now);
+}
+
+pub fn set_value(p: &mut Point, v: Value, now: Millis) {
+    p.value = Some(v);
+    p.quality = Quality::Good;
+    p.error = None;
+    p.updated_at = now;
+}
+
+pub fn set_error(p: &mut Point, e: ErrorClassCode, now: Millis) {
+    p.quality = Quality::Error;
+    p.error = Some(e);
+    p.updated_at = now;
+}
+
+/// The device answered something: it is online (or degraded when some
+/// points fail).
+pub fn answered(snap: &mut DeviceSnapshot, now: Millis) {
+    snap.consecutive_timeouts = 0;
+    snap.last_seen = Some(now);
+    if snap.status != DeviceStatus::Enrolling {
+        snap.status = if snap.points.iter().any(|p| p.quality == Quality::Error) {
+            DeviceStatus::Degraded
+        } else {
+            DeviceStatus::Online
+        };
+    }
+}
+
+/// A request failed. Returns true when the device just went offline.
+pub fn failed(
+    snap: &mut DeviceSnapshot,
+    objects: &[ObjectId],
+    err: &BacnetError,
+    offline_after: u32,
+    now: Millis,
+) -> bool {
+    snap.last_error = Some(err.to_string());
+    match err {
+        BacnetError::Timeout { .. } => {
+            snap.counters.timeouts += 1;
+            snap.consecutive_timeouts += 1;
+            for o in objects {
+                if let Some(p) = snap.point_mut(*o) {
+                    p.quality = Quality::CommFailure;
+                }
+            }
+            let was_offline = snap.status == DeviceStatus::Offline;
+            if snap.consecutive_timeouts >= offline_after.max(1) {
+                snap.status = DeviceStatus::Offline;
+                !was_offline
+            } else {
+                if snap.status == DeviceStatus::Online {
+                    snap.status = DeviceStatus::Degraded;
+                }
+                false
+            }
+        }
+        // The device answered, if only to refuse.
+        _ => {
+            answered(snap, now);
+            false
+        }
+    }
+}
+
+/// When a value is worth a history row: it moved by more than the point's
+/// COV increment (any change for non-analog values), or `max_interval` has
+/// passed since the last row.
+pub fn history_due(p: &Point, value: f64, last: Option<(f64, Millis)>, max_interval: Duration, now: Millis) -> bool {
+    let Some((prev, at)) = last else { return true };
+    if now.saturating_sub(at) >= max_interval.as_millis() as u64 {
+        return true;
+    }
+    match p.cov_increment {
+        Some(inc) if is_analog(p.object) => (value - prev).abs() > f64::from(inc.max(0.0)),
+        _ if is_analog(p.object) => value != prev,
+        _ => value != prev,
+    }
+}
+
+fn is_analog(o: ObjectId) -> bool {
+    matches!(o.object_type, object_type::ANALOG_INPUT | object_type::ANALOG_OUTPUT | object_type::ANALOG_VALUE)
+}
+
+/// A value as a number for history (numbers, booleans, enumerations).
+pub fn history_number(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// Protocol_Services_Supported as a bit string (empty when not a bit string).
+pub fn services(v: &Value) -> BitString {
+    match v {
+        Value::BitString(b) => b.clone(),
+        _ => BitString::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bacnet::services::PropertyRef;
+    use crate::bacnet::types::Address;
+    use rand::SeedableRng;
+
+    fn device(points: usize, poll: Duration) -> DeviceSnapshot {
+        let mut s = DeviceSnapshot::new(1, "n", Address::direct("127.0.0.1:1".parse().unwrap()), None);
+        s.status = DeviceStatus::Online;
+        s.points = (1..=points as u32).map(|i| Point::new(ObjectId::new(0, i), poll, false)).collect();
+        s
+    }
+
+    #[test]
+    fn batches_fit_the_max_apdu() {
+        assert_eq!(batch_size(1476), 36);
+        assert_eq!(batch_size(480), 11);
+        assert_eq!(batch_size(50), 1);
+    }
+
+    #[test]
+    fn the_schedule_is_jittered_and_spreads_points_over_the_interval() {
+        let now = Instant::now();
+        let s = device(200, Duration::from_secs(10));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut sched = Schedule::jittered(&s.points, now, &mut rng);
+        let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500);
+        let n: usize = first.iter().map(Vec::len).sum();
+        // about a tenth is due after one second of ten
+        assert!((5..=45).contains(&n), "{n} due");
+        // after a whole interval everything has been due exactly once
+        let rest = sched.take_due(&s.points, &[], now + Duration::from_secs(10), 500);
+        assert_eq!(n + rest.iter().map(Vec::len).sum::<usize>(), 200);
+        assert!(sched.take_due(&s.points, &[], now + Duration::from_secs(10), 500).is_empty());
+    }
+
+    #[test]
+    fn due_points_come_in_batches_and_cov_points_are_skipped() {
+        let now = Instant::now();
+        let s = device(10, Duration::from_secs(1));
+        let mut sched = Schedule { next_due: vec![now; 10] };
+        let mut cov = vec![false; 10];
+        cov[0] = true;
+        let batches = sched.take_due(&s.points, &cov, now, 4);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 1]);
+        assert!(!batches.concat().contains(&ObjectId::new(0, 1)));
+        // a late wake-up does not poll twice to catch up
+        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4).is_empty());
+    }
+
+    #[test]
+    fn status_goes_degraded_then_offline_and_back_online() {
+        let mut s = device(2, Duration::from_secs(1));
+        let t = BacnetError::Timeout { attempts: 4 };
+        let objects = [ObjectId::new(0, 1)];
+        assert!(!failed(&mut s, &objects, &t, 3, 1));
+        assert_eq!(s.status, DeviceStatus::Degraded);
+        assert_eq!(s.point(objects[0]).unwrap().quality, Quality::CommFailure);
+        assert!(!failed(&mut s, &objects, &t, 3, 2));
+        assert!(failed(&mut s, &objects, &t, 3, 3), "the third timeout takes it offline");
+        assert_eq!(s.status, DeviceStatus::Offline);
+        assert!(!failed(&mut s, &objects, &t, 3, 4), "offline only once");
+        let ok = PropertyResult { object: objects[0], property: PropertyRef::new(85), value: Ok(Value::Real(1.0)) };
+        apply_results(&mut s, &[ok], 5);
+        assert_eq!((s.status, s.consecutive_timeouts, s.last_seen), (DeviceStatus::Online, 0, Some(5)));
+    }
+
+    #[test]
+    fn an_error_value_makes_the_device_degraded_with_the_class_and_code() {
+        let mut s = device(2, Duration::from_secs(1));
+        let e = ErrorClassCode { class: 2, code: 32 };
+        let r = PropertyResult { object: ObjectId::new(0, 2), property: PropertyRef::new(85), value: Err(e) };
+        apply_results(&mut s, &[r], 9);
+        let p = s.point(ObjectId::new(0, 2)).unwrap();
+        assert_eq!((p.quality, p.error), (Quality::Error, Some(e)));
+        assert_eq!(s.status, DeviceStatus::Degraded);
+    }
+
+    #[test]
+    fn probes_back_off_exponentially_with_a_cap() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        let d: Vec<Duration> = (0..10).map(|a| probe_delay(a, base, max, &mut rng)).collect();
+        assert!(d[0] >= base && d[0] < base * 2);
+        assert!(d[3] >= base * 8 && d[3] < base * 10);
+        assert!(d[9] <= max + max / 5 && d[9] >= max);
+    }
+
+    #[test]
+    fn history_follows_the_cov_increment_and_the_max_interval() {
+        let mut p = Point::new(ObjectId::new(0, 1), Duration::from_secs(10), false);
+        p.cov_increment = Some(0.5);
+        let max = Duration::from_secs(900);
+        assert!(history_due(&p, 20.0, None, max, 0));
+        assert!(!history_due(&p, 20.4, Some((20.0, 0)), max, 1000));
+        assert!(history_due(&p, 20.6, Some((20.0, 0)), max, 1000));
+        assert!(history_due(&p, 20.0, Some((20.0, 0)), max, 900_000));
+        let bi = Point::new(ObjectId::new(object_type::BINARY_INPUT, 1), Duration::from_secs(10), false);
+        assert!(history_due(&bi, 1.0, Some((0.0, 0)), max, 1));
+        assert!(!history_due(&bi, 0.0, Some((0.0, 0)), max, 1));
+    }
+}

@@ -1,0 +1,331 @@
+//! The supervision tree against the simulator on loopback: enrolment,
+//! polling, fallbacks, offline and back, and every supervision failure mode.
+//!
+//! Actor names are global in a process, so every test uses its own device
+//! instances and network name.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plantwatch_actors::bacnet::codec::Value;
+use plantwatch_actors::bacnet::types::property;
+use plantwatch_actors::bacnet::{Address, ObjectId};
+use plantwatch_actors::plant::device::{DeviceMessage, DeviceSettings, InjectedFault, PointSettings};
+use plantwatch_actors::plant::model::{DeviceStatus, Quality};
+use plantwatch_actors::plant::network::{DeviceDefaults, NetworkSettings};
+use plantwatch_actors::plant::restart::RestartPolicy;
+use plantwatch_actors::plant::supervisor::{Plant, PlantArgs};
+use plantwatch_actors::plant::{device_name, Directory, HistoryRecord, SupervisionStats};
+use plantwatch_actors::sim::{self, Faults, Layout, SimConfig, Simulator};
+use plantwatch_actors::transport::TransportConfig;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn obj(s: &str) -> ObjectId {
+    s.parse().expect("object reference")
+}
+
+struct Setup {
+    poll: Duration,
+    timeout: Duration,
+    retries: u32,
+    offline_after: u32,
+    restart: RestartPolicy,
+    heartbeat_timeout: Duration,
+    points: Option<Vec<PointSettings>>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+            retries: 1,
+            offline_after: 3,
+            restart: RestartPolicy {
+                intensity: 5,
+                window: Duration::from_secs(60),
+                backoff_initial: Duration::from_millis(20),
+                backoff_max: Duration::from_millis(200),
+            },
+            heartbeat_timeout: Duration::from_secs(30),
+            points: None,
+        }
+    }
+}
+
+async fn simulator(first_instance: u32, devices: usize, objects: usize, layout: Layout, faults: Faults) -> Simulator {
+    sim::start(SimConfig {
+        devices,
+        objects,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        layout,
+        first_instance,
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+async fn plant(name: &str, sim: &Simulator, setup: Setup) -> (Plant, mpsc::Receiver<HistoryRecord>) {
+    let devices = sim
+        .devices()
+        .iter()
+        .map(|d| {
+            Arc::new(DeviceSettings {
+                instance: d.instance,
+                network: name.to_string(),
+                address: Address { ip: d.address, route: d.route },
+                label: None,
+                poll: setup.poll,
+                points: setup.points.clone(),
+                cov: false,
+                cov_lifetime: Duration::from_secs(300),
+                offline_after: setup.offline_after,
+                reprobe_max: Duration::from_millis(500),
+                history_max_interval: Duration::from_secs(900),
+            })
+        })
+        .collect();
+    let network = NetworkSettings {
+        name: name.to_string(),
+        transport: TransportConfig {
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            apdu_timeout: setup.timeout,
+            apdu_retries: setup.retries,
+            ..TransportConfig::default()
+        },
+        discover: false,
+        devices,
+        defaults: DeviceDefaults {
+            poll: setup.poll,
+            cov: false,
+            cov_lifetime: Duration::from_secs(300),
+            offline_after: setup.offline_after,
+            reprobe_max: Duration::from_secs(1),
+            history_max_interval: Duration::from_secs(900),
+        },
+        restart: setup.restart,
+        heartbeat_timeout: setup.heartbeat_timeout,
+    };
+    let (history, rx) = mpsc::channel(10_000);
+    let plant = Plant::start(PlantArgs {
+        networks: vec![Arc::new(network)],
+        directory: Directory::default(),
+        history,
+        stats: Arc::new(SupervisionStats::default()),
+        restart: setup.restart,
+    })
+    .await
+    .expect("plant starts");
+    (plant, rx)
+}
+
+/// Every device of the simulator is online with every point good.
+fn all_good(d: &Directory, sim: &Simulator) -> bool {
+    sim.devices().iter().all(|dev| {
+        d.get(dev.instance).is_some_and(|s| {
+            s.status == DeviceStatus::Online
+                && !s.points.is_empty()
+                && s.points.iter().all(|p| p.quality == Quality::Good)
+        })
+    })
+}
+
+fn actor_id(instance: u32) -> Option<plantwatch_actors::ractor::ActorId> {
+    plantwatch_actors::ractor::registry::where_is(device_name(instance)).map(|c| c.get_id())
+}
+
+#[tokio::test]
+async fn devices_are_enrolled_and_polled_with_the_values_the_device_has() {
+    let sim = simulator(2001, 3, 2, Layout::Port, Faults::default()).await;
+    let (plant, mut history) = plant("enrol", &sim, Setup::default()).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.list());
+    let s = dir.get(2002).expect("device");
+    let id = s.identity.as_ref().expect("identity");
+    assert_eq!(s.points.len(), 14);
+    assert!(id.max_apdu >= 480 && !id.name.is_empty() && !id.vendor_name.is_empty(), "{id:?}");
+    assert!(s.use_rpm);
+    let ai = s.point(obj("analog-input:1")).expect("ai");
+    assert_eq!(ai.units, Some(62));
+    assert!(!ai.name.is_empty());
+    assert!(s.point(obj("analog-output:1")).expect("ao").commandable);
+    assert!(!ai.commandable);
+    assert_eq!(s.point(obj("multi-state-value:1")).expect("msv").state_text.len(), 3);
+    // polled values are the device's (a value object does not drift)
+    sim.set_present_value(2002, obj("analog-value:2"), Value::Real(33.0)).await.expect("set");
+    assert!(
+        dir.wait_for(WAIT, |d| d.get(2002).and_then(|s| s.point(obj("analog-value:2")).and_then(|p| p.value.clone()))
+            == Some(Value::Real(33.0)))
+            .await
+    );
+    assert!(history.try_recv().is_ok(), "values go to history");
+    // a live read and a write go through the actor
+    let live = plant.handle.read(2002, obj("analog-value:2"), property::PRESENT_VALUE, true, WAIT).await;
+    assert_eq!(live, Ok(Value::Real(33.0)));
+    let w = plantwatch_actors::plant::device::Write {
+        object: obj("analog-output:1"),
+        property: property::PRESENT_VALUE,
+        value: Value::Real(55.0),
+        priority: Some(8),
+    };
+    let outcome = plant.handle.write(2002, w, WAIT).await.expect("write");
+    assert_eq!((outcome.present_value, outcome.active_priority), (Some(Value::Real(55.0)), Some(8)));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_that_rejects_rpm_is_polled_with_read_property() {
+    let sim = simulator(2101, 1, 1, Layout::Port, Faults { no_rpm: true, ..Faults::default() }).await;
+    let (plant, _h) = plant("norpm", &sim, Setup::default()).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.list());
+    let s = dir.get(2101).expect("device");
+    assert!(!s.use_rpm);
+    assert!(s.rpm_fallback_reason.as_deref().is_some_and(|r| r.contains("ReadPropertyMultiple")), "{s:?}");
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_without_segmentation_and_a_large_object_list_is_enrolled_completely() {
+    let faults = Faults { no_segmentation: true, max_apdu: 480, ..Faults::default() };
+    let sim = simulator(2201, 1, 50, Layout::Port, faults).await;
+    let (plant, _h) = plant("noseg", &sim, Setup { poll: Duration::from_secs(1), ..Setup::default() }).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.get(2201));
+    assert_eq!(dir.get(2201).expect("device").points.len(), 350);
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_routed_device_is_polled_through_its_router() {
+    let sim = simulator(2301, 3, 1, Layout::Router, Faults::default()).await;
+    let (plant, _h) = plant("routed", &sim, Setup::default()).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.list());
+    assert_eq!(dir.get(2302).expect("device").route.map(|r| r.network), Some(100));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lossy_devices_still_converge_to_the_right_values() {
+    let sim = simulator(2401, 2, 1, Layout::Port, Faults { drop_rate: 0.3, ..Faults::default() }).await;
+    let setup = Setup { timeout: Duration::from_millis(60), retries: 4, ..Setup::default() };
+    let (plant, _h) = plant("lossy", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.list());
+    for (instance, object) in [(2401, "analog-value:1"), (2402, "binary-output:1"), (2402, "characterstring-value:1")] {
+        let expected = sim.present_value(instance, obj(object)).await.expect("sim value");
+        let cached = dir.get(instance).and_then(|s| s.point(obj(object)).and_then(|p| p.value.clone()));
+        assert_eq!(cached, Some(expected), "{instance} {object}");
+    }
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_device_goes_offline_and_comes_back_online() {
+    // the device stops answering after 1.5 s and answers again 1.5 s later
+    let faults = Faults {
+        offline_after: Some(Duration::from_millis(1500)),
+        online_after: Some(Duration::from_millis(1500)),
+        ..Faults::default()
+    };
+    let sim = sim::start(SimConfig {
+        devices: 2,
+        objects: 1,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        layout: Layout::Port,
+        first_instance: 2501,
+        faults,
+        fault_devices: Some(vec![2501]),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let setup = Setup { timeout: Duration::from_millis(100), retries: 0, offline_after: 2, ..Setup::default() };
+    let (plant, _h) = plant("offline", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let status = |d: &Directory, i: u32| d.get(i).map(|s| s.status);
+    assert!(dir.wait_for(WAIT, |d| status(d, 2501) == Some(DeviceStatus::Offline)).await, "{:#?}", dir.get(2501));
+    let s = dir.get(2501).expect("device");
+    assert!(s.points.iter().all(|p| p.quality == Quality::CommFailure));
+    assert!(s.consecutive_timeouts >= 2);
+    assert!(dir.wait_for(WAIT, |d| status(d, 2501) == Some(DeviceStatus::Online)).await, "{:#?}", dir.get(2501));
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_actors_restart_under_their_name_from_their_snapshot_and_neighbours_go_on() {
+    let sim = simulator(2601, 3, 1, Layout::Port, Faults::default()).await;
+    let setup = Setup { heartbeat_timeout: Duration::from_millis(400), ..Setup::default() };
+    let (plant, _h) = plant("crash", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    let neighbour = actor_id(2603).expect("neighbour");
+    let neighbour_polls = dir.get(2603).expect("neighbour").counters.polls_ok;
+
+    for (i, fault) in [InjectedFault::Panic, InjectedFault::Error, InjectedFault::Freeze].into_iter().enumerate() {
+        let before = actor_id(2601).expect("actor");
+        let values = dir.get(2601).expect("device").points.clone();
+        plant.handle.tell(2601, DeviceMessage::InjectFault(fault)).expect("sent");
+        let restarted = dir
+            .wait_for(WAIT, |d| {
+                actor_id(2601).is_some_and(|id| id != before)
+                    && d.get(2601).is_some_and(|s| s.counters.restarts == i as u64 + 1)
+            })
+            .await;
+        assert!(restarted, "{fault:?}: not restarted");
+        // the new actor starts from the snapshot: its values are there at once
+        let after = dir.get(2601).expect("device");
+        assert_eq!(after.points.len(), values.len());
+        assert!(after.points.iter().all(|p| p.value.is_some()), "{fault:?}: values lost");
+    }
+    let stats = plant.handle.stats.snapshot();
+    assert_eq!((stats.device_panics, stats.device_errors, stats.device_frozen), (1, 1, 1), "{stats:?}");
+    assert_eq!(stats.device_restarts, 3);
+    // the neighbours never noticed
+    assert_eq!(actor_id(2603), Some(neighbour));
+    assert!(dir.wait_for(WAIT, |d| d.get(2603).is_some_and(|s| s.counters.polls_ok > neighbour_polls + 2)).await);
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn supervision_gives_up_past_the_restart_intensity() {
+    let sim = simulator(2701, 2, 1, Layout::Port, Faults::default()).await;
+    let restart = RestartPolicy {
+        intensity: 2,
+        window: Duration::from_secs(60),
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+    };
+    let (plant, _h) = plant("giveup", &sim, Setup { restart, ..Setup::default() }).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    for round in 0..3 {
+        let before = actor_id(2701).expect("running");
+        plant.handle.tell(2701, DeviceMessage::InjectFault(InjectedFault::Panic)).expect("sent");
+        if round < 2 {
+            assert!(dir.wait_for(WAIT, |_| actor_id(2701).is_some_and(|id| id != before)).await, "restart {round}");
+        }
+    }
+    assert!(dir.wait_for(WAIT, |d| d.get(2701).map(|s| s.status) == Some(DeviceStatus::Failed)).await);
+    assert_eq!(actor_id(2701), None, "a failed device has no actor");
+    assert_eq!(plant.handle.stats.device_give_ups.load(Ordering::Relaxed), 1);
+    // still visible, with its last values; the neighbour is fine
+    assert!(dir.get(2701).expect("visible").points.iter().all(|p| p.value.is_some()));
+    assert_eq!(dir.get(2702).map(|s| s.status), Some(DeviceStatus::Online));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
