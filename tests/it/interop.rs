@@ -257,3 +257,61 @@ async fn a_bacpypes3_client_reads_and_writes_plantwatch_simulate_with_50_devices
     }
     let _ = sim.start_kill();
 }
+
+#[tokio::test]
+async fn plantwatch_enrols_and_polls_a_bacpypes3_device() {
+    let dev = Bp3Device::start("127.0.0.23", 3003, 1).await;
+    let (plant, _history) = crate::plant::plant_for(
+        "bp3",
+        vec![(3003, Address::direct(dev.address))],
+        crate::plant::Setup { timeout: Duration::from_secs(2), ..crate::plant::Setup::default() },
+    )
+    .await;
+    let dir = plant.handle.directory.clone();
+    let enrolled = dir
+        .wait_for(Duration::from_secs(20), |d| {
+            d.get(3003).is_some_and(|s| {
+                !s.points.is_empty()
+                    && s.points.iter().all(|p| p.quality == plantwatch_actors::plant::model::Quality::Good)
+            })
+        })
+        .await;
+    assert!(enrolled, "{:#?}", dir.get(3003));
+    let s = dir.get(3003).expect("device");
+    let id = s.identity.clone().expect("identity");
+    assert_eq!(
+        (id.vendor_name.as_str(), id.vendor_id, id.model_name.as_str()),
+        ("plantwatch-interop", 999, "bp3_device")
+    );
+    assert_eq!(s.points.len(), 7);
+    // what bacpypes3 itself reports for every point
+    let objects: Vec<String> = s.points.iter().map(|p| p.object.to_string()).collect();
+    let mut actions = vec!["rpm".to_string()];
+    for o in &objects {
+        actions.push(o.clone());
+        actions.push("present-value,object-name".into());
+    }
+    let args: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let r = bp3_client(dev.address, &[], &args).await;
+    let results = r[0]["results"].as_array().expect("results");
+    for p in &s.points {
+        let theirs = |prop: &str| {
+            results
+                .iter()
+                .find(|x| x["object"] == p.object.to_string().as_str() && x["property"] == prop)
+                .map(|x| x["value"].clone())
+                .unwrap_or_else(|| panic!("bacpypes3 has no {prop} for {}", p.object))
+        };
+        assert_eq!(theirs("object-name"), p.name.as_str(), "{}", p.object);
+        let ours = p.value.clone().expect("polled");
+        let same = match (&ours, theirs("present-value")) {
+            (Value::Real(a), serde_json::Value::Number(b)) => b.as_f64() == Some(f64::from(*a)),
+            (Value::Unsigned(a), serde_json::Value::Number(b)) => b.as_u64() == Some(*a),
+            (Value::Enumerated(a), serde_json::Value::String(b)) => (*a == 1) == (b == "active"),
+            (Value::CharacterString(a), serde_json::Value::String(b)) => *a == b,
+            (a, b) => panic!("{}: ours {a:?}, bacpypes3 {b:?}", p.object),
+        };
+        assert!(same, "{}: ours {ours:?}, bacpypes3 {:?}", p.object, theirs("present-value"));
+    }
+    plant.shutdown().await;
+}

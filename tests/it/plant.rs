@@ -27,14 +27,14 @@ fn obj(s: &str) -> ObjectId {
     s.parse().expect("object reference")
 }
 
-struct Setup {
-    poll: Duration,
-    timeout: Duration,
-    retries: u32,
-    offline_after: u32,
-    restart: RestartPolicy,
-    heartbeat_timeout: Duration,
-    points: Option<Vec<PointSettings>>,
+pub struct Setup {
+    pub poll: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub offline_after: u32,
+    pub restart: RestartPolicy,
+    pub heartbeat_timeout: Duration,
+    pub points: Option<Vec<PointSettings>>,
 }
 
 impl Default for Setup {
@@ -71,14 +71,23 @@ async fn simulator(first_instance: u32, devices: usize, objects: usize, layout: 
 }
 
 async fn plant(name: &str, sim: &Simulator, setup: Setup) -> (Plant, mpsc::Receiver<HistoryRecord>) {
-    let devices = sim
-        .devices()
-        .iter()
-        .map(|d| {
+    let devices = sim.devices().iter().map(|d| (d.instance, Address { ip: d.address, route: d.route })).collect();
+    plant_for(name, devices, setup).await
+}
+
+/// A plant of one network watching the given devices.
+pub async fn plant_for(
+    name: &str,
+    devices: Vec<(u32, Address)>,
+    setup: Setup,
+) -> (Plant, mpsc::Receiver<HistoryRecord>) {
+    let devices = devices
+        .into_iter()
+        .map(|(instance, address)| {
             Arc::new(DeviceSettings {
-                instance: d.instance,
+                instance,
                 network: name.to_string(),
-                address: Address { ip: d.address, route: d.route },
+                address,
                 label: None,
                 poll: setup.poll,
                 points: setup.points.clone(),

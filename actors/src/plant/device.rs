@@ -924,14 +924,14 @@ pub async fn enroll(t: &Transport, s: &DeviceSettings) -> Result<Enrollment, Bac
         cov_listed: services.get(services_supported::SUBSCRIBE_COV),
     };
 
-    // Which objects: the configured points, else every object but the device.
+    // Which objects: the configured points, else every object with a Present_Value.
     let wanted: Vec<(ObjectId, Option<&PointSettings>)> = match &s.points {
         Some(points) => points.iter().map(|p| (p.object, Some(p))).collect(),
         None => t
             .read_object_list(to, dev)
             .await?
             .into_iter()
-            .filter(|o| o.object_type != object_type::DEVICE)
+            .filter(|o| has_present_value(o.object_type))
             .map(|o| (o, None))
             .collect(),
     };
@@ -976,6 +976,13 @@ pub async fn enroll(t: &Transport, s: &DeviceSettings) -> Result<Enrollment, Bac
     points.sort_by_key(|p| p.object);
     points.dedup_by_key(|p| p.object);
     Ok(Enrollment { identity, points, use_rpm, rpm_fallback_reason: reason })
+}
+
+/// Object types that have a Present_Value, and so are points. Others (the
+/// Device, Network Port, Notification Class, Trend Log, File... objects, and
+/// proprietary types) are left out unless configured as points.
+pub fn has_present_value(t: u16) -> bool {
+    matches!(t, 0..=6 | 12..=14 | 17 | 19 | 21..=24 | 30 | 37 | 39..=50 | 54 | 55)
 }
 
 fn metadata_properties(t: u16) -> Vec<u32> {
