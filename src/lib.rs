@@ -8,6 +8,7 @@
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod simulate;

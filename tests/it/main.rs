@@ -1,5 +1,6 @@
 //! plantwatch's integration tests: one binary, so the suite links once.
 //!
+//! - `api`: the HTTP API on a real listener in front of a plant and simulator.
 //! - `decode`: the receive path against hostile input (the bacnet-rs
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
@@ -10,6 +11,7 @@
 //! - `simulator`: the transport against the simulator, every service and fault.
 //! - `transport`: the transport against a scripted UDP peer.
 
+mod api;
 mod decode;
 mod golden;
 mod interop;
