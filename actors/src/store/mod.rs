@@ -60,6 +60,8 @@
 
 pub mod backup;
 pub mod keys;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
