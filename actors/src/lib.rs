@@ -9,10 +9,13 @@
 //!   network owned by one task; invoke ids, timeouts and retries, segmentation
 //!   reassembly and routed devices, built from sans-IO pieces.
 //! - [`sim`]: a BACnet/IP device simulator for demos, tests and benchmarks.
+//! - [`store`]: the persistent store (sled behind one small `Store` type):
+//!   device snapshots, point history, audit log, API keys, backup/restore.
 
 pub mod bacnet;
 pub mod plant;
 /// The actor framework, for callers that address actors by name.
 pub use ractor;
 pub mod sim;
+pub mod store;
 pub mod transport;
