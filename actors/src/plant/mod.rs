@@ -29,6 +29,7 @@
 pub mod device;
 pub mod model;
 pub mod network;
+pub mod persist;
 pub mod restart;
 pub mod schedule;
 pub mod supervisor;
