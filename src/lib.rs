@@ -4,12 +4,15 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (clap).
+//! - [`config`]: the configuration: typed settings, layered from
+//!   `config/default.toml`, `--config` files and `PLANTWATCH__*` variables, checked at load.
 //! - [`bench`]: `plantwatch bench`, the transport benchmark.
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod simulate;
 pub mod telemetry;
 
