@@ -102,6 +102,15 @@ pub enum LogFormat {
     Json,
 }
 
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -260,6 +269,12 @@ mod defaults {
     pub fn cov_lifetime() -> Duration {
         Duration::from_secs(300)
     }
+}
+
+/// A duration as it is written in the configuration, in its largest exact
+/// unit: "30d", "90s", "250ms". [`load`] parses it back to the same value.
+pub fn format_duration(d: Duration) -> String {
+    duration::format(d)
 }
 
 impl Config {
