@@ -1560,6 +1560,40 @@ mod tests {
         assert!(extra.is_empty(), "keys in config/default.toml that are no setting: {extra:?}");
     }
 
+    /// docs/configuration.md has a row `| `key` | `default` |` for every
+    /// setting of default.toml with a default (the example network's too).
+    #[test]
+    fn docs_list_every_setting_with_its_default() {
+        let docs = include_str!("../docs/configuration.md");
+        let doc: Value = toml::from_str(&default_toml_uncommented()).expect("TOML");
+        let Value::Table(root) = doc else { panic!("a table") };
+        let mut rows = Vec::new();
+        for (section, v) in &root {
+            let table = match v {
+                Value::Table(t) => t,
+                Value::Array(a) => match a.first() {
+                    Some(Value::Table(t)) => t,
+                    _ => panic!("{section}"),
+                },
+                _ => panic!("{section}"),
+            };
+            for (key, value) in table {
+                let unset = matches!((section.as_str(), key.as_str()), ("log", "file") | ("network", "broadcast"));
+                match (section.as_str(), key.as_str(), value) {
+                    (_, _, Value::Array(_)) | ("network", "name", _) => rows.push(format!("| `{key}` | required |")),
+                    _ if unset => rows.push(format!("| `{key}` | unset |")),
+                    _ => rows.push(format!("| `{key}` | `{value}` |")),
+                }
+            }
+        }
+        rows.retain(|r| r != "| `device` | required |");
+        let missing: Vec<_> = rows.iter().filter(|r| !docs.contains(r.as_str())).collect();
+        assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");
+        for key in ["instance", "address", "route", "poll", "cov", "name", "points"] {
+            assert!(docs.contains(&format!("| `{key}` |")), "docs/configuration.md lacks the device key {key}");
+        }
+    }
+
     /// The network defaults live in code (a list cannot be layered); the
     /// example network in default.toml must show exactly those values.
     #[test]
