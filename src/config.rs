@@ -848,8 +848,8 @@ impl Layers {
                     return Ok(());
                 }
                 if !t.contains_key(part.as_str()) {
-                    if parts.get(n + 1).is_some_and(|next| next.parse::<usize>().is_ok()) {
-                        let reason = format!("there is no {path}[0]: {path} entries are added in a config file");
+                    if let Some(i) = parts.get(n + 1).and_then(|next| next.parse::<usize>().ok()) {
+                        let reason = format!("there is no {path}[{i}]: {path} entries are added in a config file");
                         return Err((Some(path), reason));
                     }
                     self.origins.insert(path.clone(), origin.clone());
@@ -859,7 +859,10 @@ impl Layers {
                 let len = a.len();
                 let Some(i) = part.parse::<usize>().ok().filter(|i| *i < len) else {
                     let reason = match part.parse::<usize>() {
-                        Ok(i) => format!("{path} has {len} entries, numbered from 0: there is no {path}[{i}]"),
+                        Ok(i) => format!(
+                            "{path} has {len} {}, numbered from 0: there is no {path}[{i}]",
+                            if len == 1 { "entry" } else { "entries" }
+                        ),
                         Err(_) => format!(
                             "{path} is a list: name an entry by its number, e.g. {}",
                             env_name(&path.index(0).key(part))
@@ -1114,7 +1117,10 @@ fn closest<'a>(wrong: &str, allowed: &[&'a str]) -> Option<&'a str> {
     allowed
         .iter()
         .map(|a| (edit_distance(&wrong, a), *a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 4) || (a.len() >= 3 && (wrong.starts_with(a) || a.starts_with(&wrong))))
+        .filter(|(d, a)| {
+            *d <= 2.max(a.len() / 4)
+                || (wrong.len().min(a.len()) >= 3 && (wrong.starts_with(a) || a.starts_with(&wrong)))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
 }
@@ -1749,7 +1755,14 @@ mod tests {
         env_refused("", "PLANTWATCH__", "x", None, "does not name a setting");
         env_refused("", "PLANTWATCH__SERVER____LISTEN", "x", None, "does not name a setting");
         env_refused("", "PLANTWATCH__NETWORK__0__POLL", "1s", Some("network"), "there is no network[0]");
-        env_refused(n, "PLANTWATCH__NETWORK__3__POLL", "1s", Some("network"), "has 1 entries");
+        env_refused(
+            n,
+            "PLANTWATCH__NETWORK__3__POLL",
+            "1s",
+            Some("network"),
+            "network has 1 entry, numbered from 0: there is no network[3]",
+        );
+        env_refused("", "PLANTWATCH__NETWORK__2__POLL", "1s", Some("network"), "there is no network[2]");
         env_refused(n, "PLANTWATCH__NETWORK__POLL", "1s", Some("network"), "PLANTWATCH__NETWORK__0__POLL");
         env_refused(n, "PLANTWATCH__NETWORK__0__POLL", "0s", Some("network[0].poll"), "zero");
         env_refused(n, "PLANTWATCH__NETWORK__0__APDU_RETRIES", "11", Some("network[0].apdu_retries"), "above 10");
