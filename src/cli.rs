@@ -1,6 +1,7 @@
 //! The command line. Every command documents itself with examples (`--help`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -26,6 +27,11 @@ pub enum Command {
         after_help = "Examples:\n  plantwatch bench --target 127.0.0.2:47808 --in-flight 1 --seconds 5\n  plantwatch bench --target 127.0.0.1:47900,127.0.0.1:47901 --in-flight 64 --seconds 10\n\nThe last line is `reads_per_s=… p50_us=… p99_us=…`."
     )]
     Bench(BenchArgs),
+    /// Check the configuration as `serve` would load it, and print a summary.
+    #[command(
+        after_help = "Examples:\n  plantwatch check-config --config /etc/plantwatch/plantwatch.toml\n  plantwatch check-config --config config/production.toml --config /etc/plantwatch/site.toml\n  PLANTWATCH__SERVER__LISTEN=0.0.0.0:8080 plantwatch check-config --config site.toml\n\nLayers, later over earlier: the built-in defaults (config/default.toml), each --config file in\norder, then PLANTWATCH__SECTION__KEY environment variables (e.g. PLANTWATCH__NETWORK__0__POLL=30s).\nExit code 0 when valid; 64 with `plantwatch: <file>:<line>: <key>: <reason>` when not."
+    )]
+    CheckConfig(CheckConfigArgs),
 }
 
 impl Default for Command {
@@ -88,6 +94,13 @@ pub struct SimulateArgs {
     /// Apply the faults above only to these device instances (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub fault_devices: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// A TOML file layered over the built-in defaults; repeat it for more layers (later over earlier).
+    #[arg(long = "config", value_name = "FILE", required = true)]
+    pub config: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,13 +4,18 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (clap).
+//! - [`config`]: the configuration: typed settings, layered from
+//!   `config/default.toml`, `--config` files and `PLANTWATCH__*` variables, checked at load.
 //! - [`bench`]: `plantwatch bench`, the transport benchmark.
+//! - [`check_config`]: `plantwatch check-config`, the configuration checked and summarized.
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
 
 pub mod api;
 pub mod bench;
+pub mod check_config;
 pub mod cli;
+pub mod config;
 pub mod simulate;
 pub mod telemetry;
 
@@ -26,6 +31,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
     let result = match command {
         cli::Command::Simulate(args) => simulate::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::CheckConfig(args) => check_config::run(&args, &config::process_env()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

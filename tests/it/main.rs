@@ -1,6 +1,8 @@
 //! plantwatch's integration tests: one binary, so the suite links once.
 //!
 //! - `api`: the HTTP API on a real listener in front of a plant and simulator.
+//! - `check_config`: `plantwatch check-config` run as a process: summary,
+//!   exit code 64 and its one-line error.
 //! - `decode`: the receive path against hostile input (the bacnet-rs
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
@@ -12,6 +14,7 @@
 //! - `transport`: the transport against a scripted UDP peer.
 
 mod api;
+mod check_config;
 mod decode;
 mod golden;
 mod interop;
