@@ -32,12 +32,32 @@ pub enum Command {
         after_help = "Examples:\n  plantwatch check-config --config /etc/plantwatch/plantwatch.toml\n  plantwatch check-config --config config/production.toml --config /etc/plantwatch/site.toml\n  PLANTWATCH__SERVER__LISTEN=0.0.0.0:8080 plantwatch check-config --config site.toml\n\nLayers, later over earlier: the built-in defaults (config/default.toml), each --config file in\norder, then PLANTWATCH__SECTION__KEY environment variables (e.g. PLANTWATCH__NETWORK__0__POLL=30s).\nExit code 0 when valid; 64 with `plantwatch: <file>:<line>: <key>: <reason>` when not."
     )]
     CheckConfig(CheckConfigArgs),
+    /// Run plantwatch: poll the configured devices, serve the API.
+    #[command(
+        after_help = "Examples:\n  plantwatch serve --config /etc/plantwatch/plantwatch.toml\n  PLANTWATCH__SERVER__LISTEN=0.0.0.0:8080 plantwatch serve --config site.toml\n\nSIGINT or SIGTERM drains: stop taking requests, stop polling, write the last snapshots, exit 0."
+    )]
+    Serve(ServeArgs),
+    /// The embedded default: a simulated plant on loopback and the service watching it.
+    #[command(
+        after_help = "Examples:\n  plantwatch demo\n  plantwatch demo --devices 50 --listen 127.0.0.1:9090\n\nThen: curl http://127.0.0.1:8080/api/v1/devices"
+    )]
+    Demo(DemoArgs),
+    /// Export the whole store (snapshots, history, audit, keys) to one file.
+    #[command(
+        after_help = "Examples:\n  plantwatch backup --config /etc/plantwatch/plantwatch.toml --out /var/backups/plantwatch-$(date +%F).jsonl\n\nRun it while the service is stopped: the store is locked by a running service."
+    )]
+    Backup(BackupArgs),
+    /// Import a backup into the store path of the configuration.
+    #[command(
+        after_help = "Examples:\n  plantwatch restore --config /etc/plantwatch/plantwatch.toml --from plantwatch-2026-11-25.jsonl\n  plantwatch restore --config site.toml --from backup.jsonl --replace   # the old store is moved aside\n\nRun it while the service is stopped."
+    )]
+    Restore(RestoreArgs),
 }
 
 impl Default for Command {
     /// With no command, plantwatch runs its embedded default.
     fn default() -> Self {
-        Cli::parse_from(["plantwatch", "simulate"]).command.unwrap_or_else(|| unreachable!("parsed a command"))
+        Cli::parse_from(["plantwatch", "demo"]).command.unwrap_or_else(|| unreachable!("parsed a command"))
     }
 }
 
@@ -130,4 +150,44 @@ pub struct BenchArgs {
     /// Runtime worker threads (1 = a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// A TOML file layered over the built-in defaults; repeat it for more layers (later over earlier).
+    #[arg(long = "config", value_name = "FILE", required = true)]
+    pub config: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Simulated devices (one behind a BACnet router, one that rejects ReadPropertyMultiple).
+    #[arg(long, default_value_t = 20)]
+    pub devices: usize,
+    /// Address of the API (default: config/demo.toml's, 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The configuration whose store is backed up.
+    #[arg(long = "config", value_name = "FILE", required = true)]
+    pub config: Vec<PathBuf>,
+    /// The backup file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The configuration whose store path is restored into.
+    #[arg(long = "config", value_name = "FILE", required = true)]
+    pub config: Vec<PathBuf>,
+    /// The backup file to read.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Replace an existing store (it is moved aside, not deleted).
+    #[arg(long)]
+    pub replace: bool,
 }

@@ -8,6 +8,10 @@
 //!   `config/default.toml`, `--config` files and `PLANTWATCH__*` variables, checked at load.
 //! - [`bench`]: `plantwatch bench`, the transport benchmark.
 //! - [`check_config`]: `plantwatch check-config`, the configuration checked and summarized.
+//! - [`service`]: `plantwatch serve`: store, supervision tree, persistence, API, drain.
+//! - [`demo`]: `plantwatch demo`, the embedded default: a simulated plant and the service.
+//! - [`store_commands`]: `plantwatch backup` and `restore`.
+//! - [`api`]: the HTTP API.
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
 
@@ -16,7 +20,10 @@ pub mod bench;
 pub mod check_config;
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod service;
 pub mod simulate;
+pub mod store_commands;
 pub mod telemetry;
 
 use std::process::ExitCode;
@@ -26,12 +33,32 @@ pub const EXIT_USAGE: u8 = 64;
 
 /// Runs one command to completion.
 pub fn run(cli: cli::Cli) -> ExitCode {
-    telemetry::init(cli.log_level.as_deref());
     let command = cli.command.unwrap_or_default();
+    let level = cli.log_level.as_deref();
+    let env = config::process_env();
     let result = match command {
-        cli::Command::Simulate(args) => simulate::run(args),
-        cli::Command::Bench(args) => bench::run(args),
-        cli::Command::CheckConfig(args) => check_config::run(&args, &config::process_env()),
+        cli::Command::Simulate(args) => {
+            telemetry::init(level);
+            simulate::run(args)
+        }
+        cli::Command::Bench(args) => {
+            telemetry::init(level);
+            bench::run(args)
+        }
+        cli::Command::CheckConfig(args) => {
+            telemetry::init(level);
+            check_config::run(&args, &env)
+        }
+        cli::Command::Serve(args) => service::serve(&args, &env, level),
+        cli::Command::Demo(args) => demo::run(&args, &env, level),
+        cli::Command::Backup(args) => {
+            telemetry::init(level);
+            store_commands::backup(&args, &env)
+        }
+        cli::Command::Restore(args) => {
+            telemetry::init(level);
+            store_commands::restore(&args, &env)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -87,9 +87,15 @@ mod tests {
     }
 
     #[test]
-    fn no_command_runs_the_simulator_with_its_defaults() {
-        let a = args(&["plantwatch"]);
+    fn the_simulator_defaults() {
+        let a = args(&["plantwatch", "simulate"]);
         assert_eq!((a.devices, a.bind.to_string()), (20, "127.0.0.2:47808".to_string()));
+    }
+
+    #[test]
+    fn no_command_runs_the_demo() {
+        let c = Cli::try_parse_from(["plantwatch"]).expect("parses").command.unwrap_or_default();
+        assert!(matches!(c, Command::Demo(ref d) if d.devices == 20), "{c:?}");
     }
 
     #[test]
