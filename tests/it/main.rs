@@ -10,6 +10,8 @@
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
 //! - `plant`: the supervision tree against the simulator: enrolment, polling,
 //!   fallbacks, offline and back, every supervision failure mode.
+//! - `service`: the binary: demo online and drained on SIGTERM; serve killed
+//!   with SIGKILL serves its last values at once from the store.
 //! - `simulator`: the transport against the simulator, every service and fault.
 //! - `transport`: the transport against a scripted UDP peer.
 
@@ -19,6 +21,7 @@ mod decode;
 mod golden;
 mod interop;
 mod plant;
+mod service;
 mod simulator;
 mod support;
 mod transport;

@@ -264,7 +264,7 @@ impl Actor for DeviceActor {
         };
         let now = Instant::now();
         let mut rng = rand::rngs::StdRng::from_os_rng();
-        let schedule = Schedule::jittered(&snap.points, now, &mut rng);
+        let schedule = Schedule::new(&snap.points, now, &mut rng);
         let batch = snap.identity.as_ref().map_or(1476, |i| i.max_apdu);
         let revision_every = s.poll.max(Duration::from_secs(60));
         let state = DeviceState {
@@ -434,7 +434,8 @@ impl DeviceState {
                     });
                 }
                 if !self.polling {
-                    let batches = self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch);
+                    let batches =
+                        self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch, &mut self.rng);
                     if !batches.is_empty() {
                         self.start_poll(myself, batches);
                     }
@@ -496,7 +497,7 @@ impl DeviceState {
     /// A fresh schedule and per-point state after the point list changed.
     fn reset_points(&mut self) {
         let n = self.snap.points.len();
-        self.schedule = Schedule::jittered(&self.snap.points, Instant::now(), &mut self.rng);
+        self.schedule = Schedule::new(&self.snap.points, Instant::now(), &mut self.rng);
         self.cov_active = vec![false; n];
         self.last_recorded = vec![None; n];
         self.snap.cov_subscriptions = 0;
@@ -620,7 +621,7 @@ impl DeviceState {
                     self.snap.status = DeviceStatus::Online;
                     schedule::answered(&mut self.snap, now_ms());
                     // Poll everything now, and subscribe again.
-                    self.schedule = Schedule::jittered(&self.snap.points, Instant::now(), &mut self.rng);
+                    self.schedule = Schedule::new(&self.snap.points, Instant::now(), &mut self.rng);
                     self.cov_renew_at = Some(Instant::now());
                 }
             }

@@ -118,7 +118,8 @@ impl Point {
             cov_refused: None,
             value: None,
             status_flags: None,
-            quality: Quality::CommFailure,
+            // Not read yet: nothing to trust.
+            quality: Quality::Stale,
             error: None,
             updated_at: 0,
         }

@@ -125,9 +125,16 @@ async fn save_changed(store: &Store, directory: &Directory, since: u64) -> u64 {
             return since;
         }
     }
-    if !changed.is_empty() {
-        debug!(devices = changed.len(), "snapshots saved");
+    if changed.is_empty() {
+        return newest;
     }
+    // sled acknowledges writes before they are durable: flush, so that a
+    // kill -9 loses at most one snapshot interval.
+    if let Err(e) = store.flush().await {
+        warn!(error = %e, "snapshots not flushed");
+        return since;
+    }
+    debug!(devices = changed.len(), "snapshots saved");
     newest
 }
 

@@ -24,18 +24,31 @@ pub fn batch_size(max_apdu: u32) -> usize {
 }
 
 /// The polling schedule of one device: when each point is next due.
+///
+/// A new schedule polls every point within its first second (values soon
+/// after a start or an enrolment), then moves each point to a random phase
+/// of its interval, so that a plant of many devices never polls in lock-step.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     next_due: Vec<Instant>,
+    /// Still in the first round: the next due time gets a random phase.
+    first_round: Vec<bool>,
+}
+
+/// The first round of a new schedule is spread over at most this long.
+const FIRST_ROUND: Duration = Duration::from_secs(1);
+
+fn random_within(d: Duration, rng: &mut impl Rng) -> Duration {
+    Duration::from_millis(rng.random_range(0..=d.as_millis().max(1) as u64))
 }
 
 impl Schedule {
-    /// Starts every point at a random offset within its interval, so a plant
-    /// does not poll in lock-step.
-    pub fn jittered(points: &[Point], now: Instant, rng: &mut impl Rng) -> Self {
-        let next_due =
-            points.iter().map(|p| now + Duration::from_millis(rng.random_range(0..p.poll_ms.max(1)))).collect();
-        Self { next_due }
+    pub fn new(points: &[Point], now: Instant, rng: &mut impl Rng) -> Self {
+        let next_due = points
+            .iter()
+            .map(|p| now + random_within(FIRST_ROUND.min(Duration::from_millis(p.poll_ms)), rng))
+            .collect();
+        Self { next_due, first_round: vec![true; points.len()] }
     }
 
     /// The points due at `now` (skipping those served by COV), in batches of
@@ -46,16 +59,22 @@ impl Schedule {
         cov_active: &[bool],
         now: Instant,
         batch: usize,
+        rng: &mut impl Rng,
     ) -> Vec<Vec<ObjectId>> {
         let mut due = Vec::new();
         for (i, p) in points.iter().enumerate() {
-            let Some(at) = self.next_due.get_mut(i) else { continue };
+            let (Some(at), Some(first)) = (self.next_due.get_mut(i), self.first_round.get_mut(i)) else { continue };
             if *at > now {
                 continue;
             }
             let interval = Duration::from_millis(p.poll_ms.max(1));
-            // A late tick does not cause a burst of catch-up polls.
-            *at = (*at + interval).max(now + interval / 2);
+            if *first {
+                *first = false;
+                *at = now + interval / 2 + random_within(interval, rng);
+            } else {
+                // A late tick does not cause a burst of catch-up polls.
+                *at = (*at + interval).max(now + interval / 2);
+            }
             if !cov_active.get(i).copied().unwrap_or(false) {
                 due.push(p.object);
             }
@@ -209,33 +228,39 @@ mod tests {
     }
 
     #[test]
-    fn the_schedule_is_jittered_and_spreads_points_over_the_interval() {
+    fn the_first_round_is_quick_then_points_spread_over_the_interval() {
         let now = Instant::now();
         let s = device(200, Duration::from_secs(10));
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut sched = Schedule::jittered(&s.points, now, &mut rng);
-        let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500);
-        let n: usize = first.iter().map(Vec::len).sum();
-        // about a tenth is due after one second of ten
-        assert!((5..=45).contains(&n), "{n} due");
-        // after a whole interval everything has been due exactly once
-        let rest = sched.take_due(&s.points, &[], now + Duration::from_secs(10), 500);
-        assert_eq!(n + rest.iter().map(Vec::len).sum::<usize>(), 200);
-        assert!(sched.take_due(&s.points, &[], now + Duration::from_secs(10), 500).is_empty());
+        let mut sched = Schedule::new(&s.points, now, &mut rng);
+        let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500, &mut rng);
+        assert_eq!(first.iter().map(Vec::len).sum::<usize>(), 200, "every point within the first second");
+        // the second round is spread: about a tenth of the points in any second
+        let mut seen = 0;
+        let mut per_second = Vec::new();
+        for t in 2..=17u64 {
+            let n: usize =
+                sched.take_due(&s.points, &[], now + Duration::from_secs(t), 500, &mut rng).iter().map(Vec::len).sum();
+            per_second.push(n);
+            seen += n;
+        }
+        assert!(per_second.iter().all(|n| *n <= 60), "{per_second:?}");
+        assert!(seen >= 200, "every point polled again: {per_second:?}");
     }
 
     #[test]
     fn due_points_come_in_batches_and_cov_points_are_skipped() {
         let now = Instant::now();
         let s = device(10, Duration::from_secs(1));
-        let mut sched = Schedule { next_due: vec![now; 10] };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut sched = Schedule { next_due: vec![now; 10], first_round: vec![false; 10] };
         let mut cov = vec![false; 10];
         cov[0] = true;
-        let batches = sched.take_due(&s.points, &cov, now, 4);
+        let batches = sched.take_due(&s.points, &cov, now, 4, &mut rng);
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 1]);
         assert!(!batches.concat().contains(&ObjectId::new(0, 1)));
         // a late wake-up does not poll twice to catch up
-        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4).is_empty());
+        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4, &mut rng).is_empty());
     }
 
     #[test]

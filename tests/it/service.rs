@@ -1,0 +1,212 @@
+//! The `plantwatch` binary as a user runs it: `demo` brings its plant online
+//! and drains on SIGTERM; `serve` killed with SIGKILL mid-polling serves every
+//! device's last values at once from its store when started again.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use plantwatch_actors::sim::{self, Layout, SimConfig};
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn plantwatch() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_plantwatch"));
+    c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    c
+}
+
+/// Reads a child's output line by line until one contains `needle`; the
+/// rest of the stream keeps draining so the child never blocks on a full pipe.
+async fn wait_line(lines: &mut tokio::io::Lines<BufReader<impl tokio::io::AsyncRead + Unpin>>, needle: &str) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {needle:?} in time"))
+            .expect("read")
+            .unwrap_or_else(|| panic!("the process ended before printing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn drain(lines: tokio::io::Lines<BufReader<impl tokio::io::AsyncRead + Unpin + Send + 'static>>) {
+    tokio::spawn(async move {
+        let mut lines = lines;
+        while let Ok(Some(_)) = lines.next_line().await {}
+    });
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Json {
+    client.get(url).send().await.expect("request").json().await.expect("json")
+}
+
+/// Polls the device list until `done` holds for it.
+async fn until(client: &reqwest::Client, base: &str, done: impl Fn(&[Json]) -> bool) -> Vec<Json> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let items = get(client, &format!("{base}/api/v1/devices?limit=1000")).await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if done(&items) || tokio::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until every point of every listed device has a good value.
+async fn until_good(client: &reqwest::Client, base: &str, instances: impl Iterator<Item = u32> + Clone) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut all = true;
+        for i in instances.clone() {
+            let points = get(client, &format!("{base}/api/v1/devices/{i}/points")).await;
+            let good =
+                points["items"].as_array().is_some_and(|p| !p.is_empty() && p.iter().all(|p| p["quality"] == "good"));
+            all &= good;
+        }
+        if all {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sigterm(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_demo_brings_20_devices_online_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let mut child = plantwatch()
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("PLANTWATCH__STORE__PATH", &store)
+        .spawn()
+        .expect("start plantwatch demo");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    drain(BufReader::new(child.stderr.take().expect("stderr")).lines());
+    let api = wait_line(&mut out, "api: ").await;
+    let url = api.trim_start_matches("api: ").to_string();
+    let base = url.trim_end_matches("/api/v1/devices").to_string();
+    drain(out);
+    let client = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    let items = until(&client, &base, |items| items.len() == 20 && items.iter().all(|d| d["status"] == "online")).await;
+    assert_eq!(items.len(), 20, "{items:?}");
+    assert!(items.iter().all(|d| d["status"] == "online"), "{items:?}");
+    assert!(items.iter().any(|d| d["route"]["network"] == 100), "a routed device");
+    assert!(items.iter().any(|d| d["capabilities"]["rpm"] == false), "a device without RPM");
+    assert!(until_good(&client, &base, 1001..=1020).await, "every point of every device good");
+    eprintln!("demo: 20 devices online with good values {:?} after the API answered", started.elapsed());
+    let points = get(&client, &format!("{base}/api/v1/devices/1005/points")).await;
+    assert_eq!(points["items"].as_array().map(Vec::len), Some(14));
+
+    sigterm(&child);
+    let status =
+        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("drained in time").expect("wait");
+    assert_eq!(status.code(), Some(0), "SIGTERM drains and exits 0");
+    assert!(
+        store.join("db").exists() || std::fs::read_dir(&store).is_ok_and(|mut d| d.next().is_some()),
+        "the store was written"
+    );
+}
+
+fn config(dir: &Path, sim: &sim::Simulator) -> std::path::PathBuf {
+    let mut toml = format!(
+        "[store]\npath = {:?}\nsnapshot_interval = \"100ms\"\n[auth]\nenabled = false\n\n[[network]]\nname = \"site\"\nbind = \"127.0.0.1:0\"\npoll = \"500ms\"\napdu_timeout = \"300ms\"\napdu_retries = 0\n",
+        dir.join("store").display().to_string()
+    );
+    for d in sim.devices() {
+        toml.push_str(&format!("\n[[network.device]]\ninstance = {}\naddress = \"{}\"\n", d.instance, d.address));
+    }
+    let path = dir.join("site.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+async fn serve(config: &Path) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    let mut child = plantwatch()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PLANTWATCH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info,plantwatch_actors::plant::persist=debug")
+        .spawn()
+        .expect("start plantwatch serve");
+    drain(BufReader::new(child.stdout.take().expect("stdout")).lines());
+    let mut err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = wait_line(&mut err, "API listening").await;
+    let addr =
+        line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).expect("addr in the log line").to_string();
+    (child, format!("http://{addr}"), err)
+}
+
+#[tokio::test]
+async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim::start(SimConfig {
+        devices: 5,
+        objects: 1,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        layout: Layout::Port,
+        first_instance: 5001,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let cfg = config(dir.path(), &sim);
+    let (mut child, base, mut log) = serve(&cfg).await;
+    let client = reqwest::Client::new();
+    let online = until(&client, &base, |items| items.len() == 5 && items.iter().all(|d| d["status"] == "online")).await;
+    assert_eq!(online.len(), 5);
+    assert!(until_good(&client, &base, 5001..=5005).await);
+    let mut before = std::collections::BTreeMap::new();
+    for i in 5001..=5005 {
+        before.insert(i, get(&client, &format!("{base}/api/v1/devices/{i}/points")).await);
+    }
+    // every device is in a written snapshot, then the process dies mid-polling
+    wait_line(&mut log, "snapshots saved").await;
+    wait_line(&mut log, "snapshots saved").await;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    drop(log);
+
+    // No device answers any more: whatever is served comes from the store.
+    sim.shutdown().await;
+    let started = tokio::time::Instant::now();
+    let (mut child, base, log) = serve(&cfg).await;
+    drain(log);
+    let items = get(&client, &format!("{base}/api/v1/devices")).await;
+    let served_after = started.elapsed();
+    let items = items["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5, "every device is served after the restart: {items:?}");
+    for i in 5001..=5005 {
+        let points = get(&client, &format!("{base}/api/v1/devices/{i}/points")).await;
+        let points = points["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(points.len(), 7, "device {i}: {}", get(&client, &format!("{base}/api/v1/devices/{i}")).await);
+        for p in &points {
+            assert!(!p["value"].is_null(), "device {i} {}: no last value", p["object"]);
+            assert!(p["updated_at"].is_string());
+        }
+        let old = before[&i]["items"].as_array().map(Vec::len);
+        assert_eq!(old, Some(points.len()));
+    }
+    eprintln!("restart after SIGKILL: last values served {served_after:?} after the process started");
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("drained").expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
