@@ -37,7 +37,7 @@ use crate::transport::{BacnetError, Transport};
 /// Writes waiting for a device before new ones are refused as busy.
 const WRITE_QUEUE: usize = 32;
 /// A device actor wakes at least this often (its heartbeat).
-const MAX_SLEEP: Duration = Duration::from_secs(2);
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// The COV subscriber process identifier plantwatch uses.
 pub const COV_PROCESS_ID: u32 = 1;
 
@@ -434,8 +434,7 @@ impl DeviceState {
                     });
                 }
                 if !self.polling {
-                    let batches =
-                        self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch, &mut self.rng);
+                    let batches = self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch);
                     if !batches.is_empty() {
                         self.start_poll(myself, batches);
                     }

@@ -31,8 +31,12 @@ pub fn batch_size(max_apdu: u32) -> usize {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     next_due: Vec<Instant>,
-    /// Still in the first round: the next due time gets a random phase.
+    /// Still in the first round: the next due time gets the device's phase.
     first_round: Vec<bool>,
+    /// Where in each interval this device polls (0..1). One phase for the
+    /// whole device keeps points of one interval due together, so they share
+    /// one ReadPropertyMultiple.
+    phase: f64,
 }
 
 /// The first round of a new schedule is spread over at most this long.
@@ -44,11 +48,9 @@ fn random_within(d: Duration, rng: &mut impl Rng) -> Duration {
 
 impl Schedule {
     pub fn new(points: &[Point], now: Instant, rng: &mut impl Rng) -> Self {
-        let next_due = points
-            .iter()
-            .map(|p| now + random_within(FIRST_ROUND.min(Duration::from_millis(p.poll_ms)), rng))
-            .collect();
-        Self { next_due, first_round: vec![true; points.len()] }
+        let first = random_within(FIRST_ROUND, rng);
+        let next_due = points.iter().map(|p| now + first.min(Duration::from_millis(p.poll_ms))).collect();
+        Self { next_due, first_round: vec![true; points.len()], phase: rng.random_range(0.0..1.0) }
     }
 
     /// The points due at `now` (skipping those served by COV), in batches of
@@ -59,7 +61,6 @@ impl Schedule {
         cov_active: &[bool],
         now: Instant,
         batch: usize,
-        rng: &mut impl Rng,
     ) -> Vec<Vec<ObjectId>> {
         let mut due = Vec::new();
         for (i, p) in points.iter().enumerate() {
@@ -70,7 +71,7 @@ impl Schedule {
             let interval = Duration::from_millis(p.poll_ms.max(1));
             if *first {
                 *first = false;
-                *at = now + interval / 2 + random_within(interval, rng);
+                *at = now + interval / 2 + interval.mul_f64(self.phase);
             } else {
                 // A late tick does not cause a burst of catch-up polls.
                 *at = (*at + interval).max(now + interval / 2);
@@ -228,39 +229,38 @@ mod tests {
     }
 
     #[test]
-    fn the_first_round_is_quick_then_points_spread_over_the_interval() {
+    fn the_first_round_is_quick_then_devices_spread_over_the_interval() {
         let now = Instant::now();
-        let s = device(200, Duration::from_secs(10));
+        let s = device(20, Duration::from_secs(10));
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut sched = Schedule::new(&s.points, now, &mut rng);
-        let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500, &mut rng);
-        assert_eq!(first.iter().map(Vec::len).sum::<usize>(), 200, "every point within the first second");
-        // the second round is spread: about a tenth of the points in any second
-        let mut seen = 0;
-        let mut per_second = Vec::new();
-        for t in 2..=17u64 {
-            let n: usize =
-                sched.take_due(&s.points, &[], now + Duration::from_secs(t), 500, &mut rng).iter().map(Vec::len).sum();
-            per_second.push(n);
-            seen += n;
+        let mut phases = Vec::new();
+        for _ in 0..100 {
+            let mut sched = Schedule::new(&s.points, now, &mut rng);
+            let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500);
+            assert_eq!(first.concat().len(), 20, "every point within the first second, in one batch");
+            // all points of a device share its phase: due together again
+            let next = sched.next_wake().expect("due again");
+            let again = sched.take_due(&s.points, &[], next, 500);
+            assert_eq!(again.concat().len(), 20);
+            phases.push(next.duration_since(now).as_secs_f64());
         }
-        assert!(per_second.iter().all(|n| *n <= 60), "{per_second:?}");
-        assert!(seen >= 200, "every point polled again: {per_second:?}");
+        // and devices are spread over the interval
+        let early = phases.iter().filter(|p| **p < 10.0).count();
+        assert!((20..=80).contains(&early), "{phases:?}");
     }
 
     #[test]
     fn due_points_come_in_batches_and_cov_points_are_skipped() {
         let now = Instant::now();
         let s = device(10, Duration::from_secs(1));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut sched = Schedule { next_due: vec![now; 10], first_round: vec![false; 10] };
+        let mut sched = Schedule { next_due: vec![now; 10], first_round: vec![false; 10], phase: 0.5 };
         let mut cov = vec![false; 10];
         cov[0] = true;
-        let batches = sched.take_due(&s.points, &cov, now, 4, &mut rng);
+        let batches = sched.take_due(&s.points, &cov, now, 4);
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 1]);
         assert!(!batches.concat().contains(&ObjectId::new(0, 1)));
         // a late wake-up does not poll twice to catch up
-        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4, &mut rng).is_empty());
+        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4).is_empty());
     }
 
     #[test]

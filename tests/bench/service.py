@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Service budget: `plantwatch serve` polling N simulated devices x 20 points
+every 10 s (defaults: 1,000 devices), measured from outside the process.
+
+    python3 tests/bench/service.py [--devices 1000] [--seconds 60]
+
+Prints, for plantwatch serve:
+  - CPU while polling, as a share of one core (over --seconds, after every
+    device is online), beside the simulator's own CPU in the same run;
+  - RSS while polling;
+  - the time from starting the process to the first API answer listing every
+    device with its last values, after a SIGKILL (restart from the store).
+
+Budget (issue #3): < 10 % of one core, < 200 MB RSS, restart < 1 s.
+Everything runs on loopback; the processes are stopped at the end.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "plantwatch")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def devices(base):
+    out, cursor = [], None
+    while True:
+        q = f"{base}/api/v1/devices?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        page = get(q)
+        out += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return out
+
+
+def start_serve(config, env):
+    p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "API listening" in line:
+            addr = line.split("addr=")[1].split()[0]
+            # keep draining stderr so the process never blocks on a full pipe
+            import threading
+            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            return p, f"http://{addr}"
+    raise SystemExit("plantwatch serve did not start:\n" + p.stderr.read())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--base-port", type=int, default=48000)
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "plantwatch"], cwd=ROOT, check=True)
+    tmp = tempfile.mkdtemp(prefix="plantwatch-bench-")
+    procs = []
+    try:
+        # 3 objects of each of 7 types = 21 objects; the config narrows each device to 20 points.
+        sim = subprocess.Popen([BIN, "simulate", "--devices", str(args.devices), "--objects", "3", "--layout", "port",
+                                "--bind", f"127.0.0.1:{args.base_port}"], stdout=subprocess.PIPE, text=True)
+        procs.append(sim)
+        found = [json.loads(sim.stdout.readline()) for _ in range(args.devices)]
+        points = ", ".join(f'"{t}:{i}"' for t in ["analog-input", "analog-value", "analog-output", "binary-input",
+                                                      "binary-output", "multi-state-value", "characterstring-value"]
+                           for i in range(1, 4))
+        points = "[" + ", ".join(points.split(", ")[:20]) + "]"
+        cfg = [f'[store]\npath = "{tmp}/store"\n[auth]\nenabled = false\n[log]\nlevel = "warn"\n',
+               '[[network]]\nname = "bench"\nbind = "127.0.0.1:0"\npoll = "10s"\n']
+        for d in found:
+            cfg.append(f'[[network.device]]\ninstance = {d["instance"]}\naddress = "{d["address"]}"\npoints = {points}\n')
+        config = os.path.join(tmp, "bench.toml")
+        with open(config, "w") as f:
+            f.write("\n".join(cfg))
+        env = dict(os.environ, PLANTWATCH__SERVER__LISTEN="127.0.0.1:0", RUST_LOG="warn,plantwatch=info")
+
+        t0 = time.monotonic()
+        serve, base = start_serve(config, env)
+        procs.append(serve)
+        while True:
+            ds = devices(base)
+            if len(ds) == args.devices and all(d["status"] == "online" and d["points"] == 20 for d in ds):
+                break
+            if time.monotonic() - t0 > 300:
+                raise SystemExit("devices did not come online within 300 s")
+            time.sleep(0.5)
+        online_after = time.monotonic() - t0
+        time.sleep(12)  # one whole poll interval past enrolment before measuring
+        c0, s0, w0 = cpu_seconds(serve.pid), cpu_seconds(sim.pid), time.monotonic()
+        time.sleep(args.seconds)
+        c1, s1, w1 = cpu_seconds(serve.pid), cpu_seconds(sim.pid), time.monotonic()
+        rss = rss_mb(serve.pid)
+        serve_cpu = 100 * (c1 - c0) / (w1 - w0)
+        sim_cpu = 100 * (s1 - s0) / (w1 - w0)
+
+        # SIGKILL mid-polling, then the time until every device's last values are served.
+        serve.send_signal(signal.SIGKILL)
+        serve.wait()
+        t0 = time.monotonic()
+        serve, base = start_serve(config, env)
+        procs.append(serve)
+        while True:
+            try:
+                ds = devices(base)
+                if len(ds) == args.devices and all(d["points"] == 20 for d in ds):
+                    sample = get(f"{base}/api/v1/devices/{found[0]['instance']}/points")["items"]
+                    if all(p["value"] is not None for p in sample):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        restart = time.monotonic() - t0
+
+        print(f"devices={args.devices} points_per_device=20 poll=10s")
+        print(f"all online (enrolled and polled) after {online_after:.1f} s")
+        print(f"serve cpu={serve_cpu:.2f}% of one core  (simulator in the same run: {sim_cpu:.2f}%; "
+              f"ratio serve/simulator = {serve_cpu / max(sim_cpu, 0.01):.2f})")
+        print(f"serve rss={rss:.0f} MB")
+        print(f"restart after SIGKILL: every device's last values served {restart * 1000:.0f} ms after start")
+        ok = serve_cpu < 10 and rss < 200 and restart < 1
+        print("budget (<10% core, <200 MB, <1 s):", "met" if ok else "NOT met")
+        return 0 if ok else 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
