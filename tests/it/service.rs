@@ -169,7 +169,20 @@ async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
     .await
     .expect("sim");
     let cfg = config(dir.path(), &sim);
-    let (mut child, base, mut log) = serve(&cfg).await;
+    let (mut child, base, log) = serve(&cfg).await;
+    // Count the snapshot rounds as they happen.
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let rounds = rounds.clone();
+        let mut log = log;
+        async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                if line.contains("snapshots saved") {
+                    rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    });
     let client = reqwest::Client::new();
     let online = until(&client, &base, |items| items.len() == 5 && items.iter().all(|d| d["status"] == "online")).await;
     assert_eq!(online.len(), 5);
@@ -178,12 +191,16 @@ async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
     for i in 5001..=5005 {
         before.insert(i, get(&client, &format!("{base}/api/v1/devices/{i}/points")).await);
     }
-    // every device is in a written snapshot, then the process dies mid-polling
-    wait_line(&mut log, "snapshots saved").await;
-    wait_line(&mut log, "snapshots saved").await;
+    // Two snapshot rounds after every value was good: every device is in a
+    // flushed snapshot. Then the process dies mid-polling.
+    let seen = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while rounds.load(std::sync::atomic::Ordering::SeqCst) < seen + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no snapshot rounds");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.start_kill().expect("SIGKILL");
     let _ = child.wait().await;
-    drop(log);
 
     // No device answers any more: whatever is served comes from the store.
     sim.shutdown().await;
