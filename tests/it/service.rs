@@ -227,3 +227,68 @@ async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("drained").expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+async fn run_cli(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = plantwatch().args(args).arg("--config").arg(config).output().await.expect("run plantwatch");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn backup_and_restore_carry_a_store_to_a_new_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim::start(SimConfig {
+        devices: 2,
+        objects: 1,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        layout: Layout::Port,
+        first_instance: 5101,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let cfg = config(dir.path(), &sim);
+    let (child, base, log) = serve(&cfg).await;
+    drain(log);
+    let client = reqwest::Client::new();
+    assert!(until_good(&client, &base, 5101..=5102).await);
+    let backup = dir.path().join("backup.jsonl");
+    let backup_arg = backup.to_string_lossy().into_owned();
+
+    // the running service holds the store: a clear refusal, not a corrupted copy
+    let (code, _, err) = run_cli(&["backup", "--out", &backup_arg], &cfg).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("another process holds it"), "{err}");
+
+    sigterm(&child);
+    let mut child = child;
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+    let (code, out, err) = run_cli(&["backup", "--out", &backup_arg], &cfg).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("backed up"), "{out}");
+
+    // restore into a new store path, and serve from it with no device reachable
+    sim.shutdown().await;
+    let restored = dir.path().join("restored.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let moved =
+        text.replace(&dir.path().join("store").display().to_string(), &dir.path().join("store2").display().to_string());
+    std::fs::write(&restored, moved).expect("write config");
+    let (code, out, err) = run_cli(&["restore", "--from", &backup_arg], &restored).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("restored"), "{out}");
+    // a second restore over it is refused unless --replace
+    let (code, _, err) = run_cli(&["restore", "--from", &backup_arg], &restored).await;
+    assert_eq!(code, Some(1), "{err}");
+    let (mut child, base, log) = serve(&restored).await;
+    drain(log);
+    let points = get(&client, &format!("{base}/api/v1/devices/5102/points")).await;
+    let points = points["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(points.len(), 7);
+    assert!(points.iter().all(|p| !p["value"].is_null()));
+    sigterm(&child);
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+}
