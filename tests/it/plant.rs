@@ -35,6 +35,9 @@ pub struct Setup {
     pub restart: RestartPolicy,
     pub heartbeat_timeout: Duration,
     pub points: Option<Vec<PointSettings>>,
+    pub cov: bool,
+    pub discover: bool,
+    pub broadcast: Option<std::net::SocketAddr>,
 }
 
 impl Default for Setup {
@@ -52,6 +55,9 @@ impl Default for Setup {
             },
             heartbeat_timeout: Duration::from_secs(30),
             points: None,
+            cov: false,
+            discover: false,
+            broadcast: None,
         }
     }
 }
@@ -91,7 +97,7 @@ pub async fn plant_for(
                 label: None,
                 poll: setup.poll,
                 points: setup.points.clone(),
-                cov: false,
+                cov: setup.cov,
                 cov_lifetime: Duration::from_secs(300),
                 offline_after: setup.offline_after,
                 reprobe_max: Duration::from_millis(500),
@@ -105,9 +111,10 @@ pub async fn plant_for(
             bind: "127.0.0.1:0".parse().expect("addr"),
             apdu_timeout: setup.timeout,
             apdu_retries: setup.retries,
+            broadcast: setup.broadcast,
             ..TransportConfig::default()
         },
-        discover: false,
+        discover: setup.discover,
         devices,
         defaults: DeviceDefaults {
             poll: setup.poll,
@@ -335,6 +342,64 @@ async fn supervision_gives_up_past_the_restart_intensity() {
     // still visible, with its last values; the neighbour is fine
     assert!(dir.get(2701).expect("visible").points.iter().all(|p| p.value.is_some()));
     assert_eq!(dir.get(2702).map(|s| s.status), Some(DeviceStatus::Online));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_enrols_the_devices_that_answer_who_is() {
+    let sim = sim::start(SimConfig {
+        devices: 3,
+        objects: 1,
+        bind: "127.0.3.2:0".parse().expect("addr"),
+        layout: Layout::Ip,
+        first_instance: 2801,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let setup = Setup { discover: true, broadcast: sim.broadcast_address(), ..Setup::default() };
+    let (plant, _h) = plant_for("disc", Vec::new(), setup).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await, "{:#?}", dir.list());
+    assert_eq!(dir.list().len(), 3);
+    // and on demand
+    let found = plant.discover("disc", Some((2802, 2803)), Duration::from_millis(500)).await.expect("discover");
+    assert_eq!(found.iter().map(|f| f.instance).collect::<Vec<_>>(), vec![2802, 2803]);
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cov_updates_values_between_polls_and_a_refusal_falls_back_to_polling() {
+    let sim = simulator(2901, 1, 1, Layout::Port, Faults::default()).await;
+    let av = obj("analog-value:1");
+    let points = vec![
+        PointSettings { object: av, poll: None, cov: None },
+        // The simulator refuses COV on its Device object.
+        PointSettings { object: obj("device:2901"), poll: None, cov: None },
+    ];
+    let setup = Setup { cov: true, poll: Duration::from_secs(60), points: Some(points), ..Setup::default() };
+    let (plant, _h) = plant("cov", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let subscribed = dir
+        .wait_for(WAIT, |d| {
+            d.get(2901).is_some_and(|s| {
+                s.cov_subscriptions == 1 && s.point(obj("device:2901")).is_some_and(|p| p.cov_refused.is_some())
+            })
+        })
+        .await;
+    assert!(subscribed, "{:#?}", dir.get(2901));
+    // the poll interval is a minute: a new value within seconds came by COV
+    sim.set_present_value(2901, av, Value::Real(66.5)).await.expect("set");
+    let via_cov = dir
+        .wait_for(Duration::from_secs(5), |d| {
+            d.get(2901).and_then(|s| s.point(av).and_then(|p| p.value.clone())) == Some(Value::Real(66.5))
+        })
+        .await;
+    assert!(via_cov, "{:#?}", dir.get(2901));
+    let refused = dir.get(2901).and_then(|s| s.point(obj("device:2901")).and_then(|p| p.cov_refused.clone()));
+    assert!(refused.is_some_and(|r| r.contains("optional-functionality-not-supported")));
     plant.shutdown().await;
     sim.shutdown().await;
 }
