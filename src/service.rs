@@ -122,6 +122,15 @@ pub async fn run(
             directory: directory.clone(),
             stats: Arc::new(SupervisionStats::default()),
         },
+        store: store.clone(),
+        networks: Arc::new(
+            config
+                .networks
+                .iter()
+                .map(|n| api::NetworkInfo { name: n.name.clone(), bind: n.bind, discover: n.discover })
+                .collect(),
+        ),
+        request_timeout: config.server.request_timeout,
         ready: ready.clone(),
     };
     let (stop_api, api_stopped) = watch::channel(());

@@ -6,27 +6,27 @@
 //! actors only through [`PlantHandle`] messages with a timeout.
 
 pub mod error;
+pub mod handlers;
+pub mod params;
 pub mod view;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use plantwatch_actors::plant::model::{now_ms, DeviceStatus};
 use plantwatch_actors::plant::PlantHandle;
-use serde::Deserialize;
-use serde_json::json;
+use plantwatch_actors::store::Store;
 use tokio::net::TcpListener;
 use tracing::{info, warn, Instrument};
 use warp::http::HeaderValue;
 use warp::{Filter, Reply};
 
-use error::{ApiError, ErrorCode};
+use error::ApiError;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -47,163 +47,162 @@ fn pick_request_id(header: Option<&HeaderValue>) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string)
 }
 
+/// A network as the API shows it.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub discover: bool,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub plant: PlantHandle,
+    pub store: Store,
+    pub networks: Arc<Vec<NetworkInfo>>,
+    /// Budget of a request that waits for a device (live reads, writes).
+    pub request_timeout: Duration,
     /// Set once the store is open and the supervisors are up.
     pub ready: Arc<AtomicBool>,
 }
 
-const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 100;
+/// Request bodies larger than this are refused (413).
+pub const MAX_BODY: u64 = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceQuery {
-    network: Option<String>,
-    status: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
+type Resp = warp::reply::Response;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PointQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-fn limit(l: Option<usize>) -> Result<usize, ApiError> {
-    match l {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n @ 1..=MAX_LIMIT) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", format!("must be 1..{MAX_LIMIT}"))),
-    }
-}
-
-fn status_filter(s: &str) -> Result<DeviceStatus, ApiError> {
-    serde_json::from_value(json!(s))
-        .map_err(|_| ApiError::invalid("status", "must be one of enrolling, online, degraded, offline, failed"))
-}
-
-type Reply_ = warp::reply::Response;
-
-fn reply(r: Result<serde_json::Value, ApiError>) -> Reply_ {
+fn reply(r: Result<serde_json::Value, ApiError>) -> Resp {
     match r {
         Ok(body) => warp::reply::json(&body).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn list_devices(state: ApiState, q: DeviceQuery) -> Result<Reply_, Infallible> {
-    let run = || -> Result<serde_json::Value, ApiError> {
-        let limit = limit(q.limit)?;
-        let status = q.status.as_deref().map(status_filter).transpose()?;
-        let after: Option<u32> = match &q.cursor {
-            None => None,
-            Some(c) => Some(
-                u32::from_str_radix(c, 16).map_err(|_| ApiError::invalid("cursor", "not a cursor from this API"))?,
-            ),
-        };
-        let mut items = Vec::new();
-        let mut next = None;
-        for s in state.plant.directory.list() {
-            if after.is_some_and(|a| s.instance <= a)
-                || q.network.as_ref().is_some_and(|n| *n != s.network)
-                || status.is_some_and(|st| st != s.status)
-            {
-                continue;
-            }
-            if items.len() == limit {
-                next =
-                    items.last().and_then(|d: &serde_json::Value| d["instance"].as_u64()).map(|i| format!("{i:08x}"));
-                break;
-            }
-            items.push(view::device(&s));
-        }
-        Ok(json!({"items": items, "next_cursor": next}))
-    };
-    Ok(reply(run()))
-}
+/// Every route, as (method, template). The OpenAPI document lists exactly these.
+pub const ROUTES: [(&str, &str); 13] = [
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/networks"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/api/v1/devices/{instance}"),
+    ("GET", "/api/v1/devices/{instance}/points"),
+    ("GET", "/api/v1/devices/{instance}/points/{object}"),
+    ("PUT", "/api/v1/devices/{instance}/points/{object}"),
+    ("GET", "/api/v1/devices/{instance}/points/{object}/history"),
+    ("POST", "/api/v1/discovery"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/openapi.json"),
+];
 
-fn parse_instance(s: &str) -> Result<u32, ApiError> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|i| *i <= plantwatch_actors::bacnet::types::MAX_INSTANCE)
-        .ok_or_else(|| ApiError::invalid("instance", "must be a device instance 0..4194302"))
-}
-
-async fn get_device(instance: String, state: ApiState) -> Result<Reply_, Infallible> {
-    let run = || -> Result<serde_json::Value, ApiError> {
-        let i = parse_instance(&instance)?;
-        let s = state
-            .plant
-            .directory
-            .get(i)
-            .ok_or_else(|| ApiError::new(ErrorCode::DeviceNotFound, format!("no device {i}")))?;
-        Ok(view::device(&s))
-    };
-    Ok(reply(run()))
-}
-
-async fn list_points(instance: String, state: ApiState, q: PointQuery) -> Result<Reply_, Infallible> {
-    let run = || -> Result<serde_json::Value, ApiError> {
-        let i = parse_instance(&instance)?;
-        let limit = limit(q.limit)?;
-        let after = match &q.cursor {
-            None => None,
-            Some(c) => Some(
-                c.parse::<plantwatch_actors::bacnet::ObjectId>()
-                    .map_err(|_| ApiError::invalid("cursor", "not a cursor from this API"))?,
-            ),
-        };
-        let s = state
-            .plant
-            .directory
-            .get(i)
-            .ok_or_else(|| ApiError::new(ErrorCode::DeviceNotFound, format!("no device {i}")))?;
-        let now = now_ms();
-        let mut points = s.points.iter().filter(|p| after.is_none_or(|a| p.object > a));
-        let items: Vec<_> = points.by_ref().take(limit).map(|p| view::point(p, now)).collect();
-        let next = if points.next().is_some() {
-            items.last().and_then(|p| p["object"].as_str().map(str::to_string))
-        } else {
-            None
-        };
-        Ok(json!({"items": items, "next_cursor": next}))
-    };
-    Ok(reply(run()))
+/// The route template of a path, for logs and metrics (bounded labels).
+pub fn route_template(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segs.as_slice() {
+        ["health"] => "/health",
+        ["ready"] => "/ready",
+        ["metrics"] => "/metrics",
+        ["docs", ..] => "/docs",
+        ["api", "v1", "networks"] => "/api/v1/networks",
+        ["api", "v1", "devices"] => "/api/v1/devices",
+        ["api", "v1", "devices", _] => "/api/v1/devices/{instance}",
+        ["api", "v1", "devices", _, "points"] => "/api/v1/devices/{instance}/points",
+        ["api", "v1", "devices", _, "points", _] => "/api/v1/devices/{instance}/points/{object}",
+        ["api", "v1", "devices", _, "points", _, "history"] => "/api/v1/devices/{instance}/points/{object}/history",
+        ["api", "v1", "discovery"] => "/api/v1/discovery",
+        ["api", "v1", "audit"] => "/api/v1/audit",
+        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
+        _ => "unknown",
+    }
 }
 
 /// Every route.
-pub fn routes(state: ApiState) -> impl Filter<Extract = (Reply_,), Error = Infallible> + Clone {
-    let with_state = {
+pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infallible> + Clone {
+    let st = {
         let state = state.clone();
         warp::any().map(move || state.clone())
     };
-    let health =
-        warp::path!("health").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
-    let ready = warp::path!("ready").and(warp::get()).and(with_state.clone()).map(|s: ApiState| {
-        if s.ready.load(Ordering::Relaxed) {
-            warp::reply::json(&json!({"status": "ready"})).into_response()
-        } else {
-            ApiError::new(ErrorCode::NotReady, "starting: the store or the supervisors are not up yet").into_response()
-        }
+    let json_body = warp::body::content_length_limit(MAX_BODY).and(warp::body::json::<serde_json::Value>());
+    let health = warp::path!("health").and(warp::get()).map(|| reply(Ok(handlers::health())));
+    let ready = warp::path!("ready").and(warp::get()).and(st.clone()).map(|s: ApiState| reply(handlers::ready(&s)));
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        warp::reply::with_header(
+            "# plantwatch: metrics are exported with the observability work\n",
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()
     });
+    let networks = warp::path!("api" / "v1" / "networks")
+        .and(warp::get())
+        .and(st.clone())
+        .then(|s| async move { reply(handlers::networks(s).await) });
     let devices = warp::path!("api" / "v1" / "devices")
         .and(warp::get())
-        .and(with_state.clone())
-        .and(warp::query::<DeviceQuery>())
-        .and_then(list_devices);
-    let device =
-        warp::path!("api" / "v1" / "devices" / String).and(warp::get()).and(with_state.clone()).and_then(get_device);
+        .and(st.clone())
+        .and(warp::query())
+        .then(|s, q| async move { reply(handlers::list_devices(s, q).await) });
+    let device = warp::path!("api" / "v1" / "devices" / String)
+        .and(warp::get())
+        .and(st.clone())
+        .then(|i, s| async move { reply(handlers::get_device(i, s).await) });
     let points = warp::path!("api" / "v1" / "devices" / String / "points")
         .and(warp::get())
-        .and(with_state)
-        .and(warp::query::<PointQuery>())
-        .and_then(list_points);
-    health.or(ready).unify().or(devices).unify().or(device).unify().or(points).unify().recover(error::recover).unify()
+        .and(st.clone())
+        .and(warp::query())
+        .then(|i, s, q| async move { reply(handlers::list_points(i, s, q).await) });
+    let point = warp::path!("api" / "v1" / "devices" / String / "points" / String)
+        .and(warp::get())
+        .and(st.clone())
+        .and(warp::query())
+        .then(|i, o, s, q| async move { reply(handlers::get_point(i, o, s, q).await) });
+    let write = warp::path!("api" / "v1" / "devices" / String / "points" / String)
+        .and(warp::put())
+        .and(st.clone())
+        .and(json_body.clone())
+        .then(|i, o, s, b| async move { reply(handlers::write(i, o, s, b).await) });
+    let history = warp::path!("api" / "v1" / "devices" / String / "points" / String / "history")
+        .and(warp::get())
+        .and(st.clone())
+        .and(warp::query())
+        .then(|i, o, s, q| async move { reply(handlers::history(i, o, s, q).await) });
+    let discovery = warp::path!("api" / "v1" / "discovery")
+        .and(warp::post())
+        .and(st.clone())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::json())
+        .then(|s, b| async move { reply(handlers::discovery(s, b).await) });
+    let audit = warp::path!("api" / "v1" / "audit")
+        .and(warp::get())
+        .and(st.clone())
+        .and(warp::query())
+        .then(|s, q| async move { reply(handlers::audit(s, q).await) });
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(networks)
+        .unify()
+        .or(devices)
+        .unify()
+        .or(device)
+        .unify()
+        .or(points)
+        .unify()
+        .or(point)
+        .unify()
+        .or(write)
+        .unify()
+        .or(history)
+        .unify()
+        .or(discovery)
+        .unify()
+        .or(audit)
+        .unify()
+        .recover(error::recover)
+        .unify()
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open
@@ -229,7 +228,8 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
         let service = service.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let id = pick_request_id(req.headers().get("x-request-id"));
-            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), %peer);
+            let route = route_template(req.uri().path());
+            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route, %peer);
             let started = Instant::now();
             req.extensions_mut().insert(peer);
             let mut service = service.clone();
@@ -243,6 +243,7 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
                     info!(
                         status = resp.status().as_u16(),
                         duration_ms = started.elapsed().as_millis() as u64,
+                        key_id = "anonymous",
                         "request"
                     );
                     Ok::<_, Infallible>(resp)

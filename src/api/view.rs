@@ -109,3 +109,8 @@ pub fn device(s: &DeviceSnapshot) -> Json {
         "counters": s.counters,
     })
 }
+
+/// `analog-input` for `analog-input:3`.
+pub fn type_name(o: ObjectId) -> String {
+    plantwatch_actors::bacnet::types::object_type_name(o.object_type)
+}

@@ -242,6 +242,26 @@ impl PlantHandle {
         self.call(instance, timeout, |reply| DeviceMessage::Write { write, reply }).await?.map_err(CallError::from)
     }
 
+    /// Who-Is on one network; the devices that answered within `wait`.
+    pub async fn discover(
+        &self,
+        network: &str,
+        range: Option<(u32, u32)>,
+        wait: Duration,
+    ) -> Result<Vec<network::Found>, String> {
+        let cell = ractor::registry::where_is(network_name(network))
+            .ok_or_else(|| format!("network {network} is not running"))?;
+        let actor: ActorRef<network::NetworkMessage> = cell.into();
+        let call = actor.call(
+            |reply| network::NetworkMessage::Discover { range, wait, reply },
+            Some(wait + Duration::from_secs(5)),
+        );
+        match call.await {
+            Ok(ractor::rpc::CallResult::Success(found)) => Ok(found),
+            _ => Err(format!("network {network} did not answer")),
+        }
+    }
+
     /// Sends a message to a device actor without waiting (tests, drills).
     pub fn tell(&self, instance: u32, msg: DeviceMessage) -> Result<(), CallError> {
         self.actor(instance)?.send_message(msg).map_err(|_| CallError::NotRunning(instance))

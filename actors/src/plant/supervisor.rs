@@ -195,15 +195,7 @@ impl Plant {
         range: Option<(u32, u32)>,
         wait: Duration,
     ) -> Result<Vec<Found>, String> {
-        let cell = ractor::registry::where_is(network_name(network)).ok_or_else(|| format!("no network {network}"))?;
-        let actor: ActorRef<NetworkMessage> = cell.into();
-        match actor
-            .call(|reply| NetworkMessage::Discover { range, wait, reply }, Some(wait + Duration::from_secs(5)))
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(found)) => Ok(found),
-            _ => Err(format!("network {network} did not answer")),
-        }
+        self.handle.discover(network, range, wait).await
     }
 
     /// Stops every actor (polling stops) and waits for them.
