@@ -138,9 +138,10 @@ pub fn page<T>(
     let start = match &after {
         None => 0,
         Some(c) => items.partition_point(|(v, id, _)| {
+            // Skip everything up to and including the cursor's item.
             let o = (v, id).cmp(&(&c.value, &c.id));
             if desc {
-                o.is_gt()
+                o.is_ge()
             } else {
                 o.is_le()
             }

@@ -1,30 +1,66 @@
-//! The HTTP API on a real listener (port 0) in front of a real plant and
-//! simulator: routes, the error envelope, request ids.
+//! The HTTP API on a real listener (port 0) in front of a real plant,
+//! simulator and store: every route, the error envelope and codes,
+//! pagination under change, writes with audit, and hostile paths and queries.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plantwatch::api::{self, ApiState};
-use plantwatch_actors::bacnet::Address;
-use plantwatch_actors::plant::model::Quality;
+use plantwatch::api::{self, ApiState, NetworkInfo};
+use plantwatch_actors::bacnet::codec::Value;
+use plantwatch_actors::bacnet::{Address, ObjectId};
+use plantwatch_actors::plant::model::{DeviceSnapshot, DeviceStatus, Point, Quality};
+use plantwatch_actors::plant::{Directory, PlantHandle, SupervisionStats};
 use plantwatch_actors::sim::{self, Layout, SimConfig};
-use serde_json::Value as Json;
+use plantwatch_actors::store::{Store, StoreConfig};
+use proptest::prelude::*;
+use serde_json::{json, Value as Json};
 
-struct App {
-    base: String,
-    client: reqwest::Client,
+pub struct App {
+    pub base: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl App {
-    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Json) {
+    pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Json) {
         let r = self.client.get(format!("{}{path}", self.base)).send().await.expect("request");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.json::<Json>().await.expect("a JSON body");
         (status, headers, body)
     }
+
+    pub async fn put(&self, path: &str, body: &Json) -> (u16, Json) {
+        let r = self.client.put(format!("{}{path}", self.base)).json(body).send().await.expect("request");
+        (r.status().as_u16(), r.json().await.expect("json"))
+    }
+
+    async fn post(&self, path: &str, body: &Json) -> (u16, Json) {
+        let r = self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request");
+        (r.status().as_u16(), r.json().await.expect("json"))
+    }
+}
+
+/// Serves the API over `handle` with a fresh store.
+pub async fn serve_api(handle: PlantHandle, networks: Vec<NetworkInfo>) -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&StoreConfig::new(dir.path().join("store"))).expect("store");
+    let state = ApiState {
+        plant: handle,
+        store: store.clone(),
+        networks: Arc::new(networks),
+        request_timeout: Duration::from_secs(5),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    App { base, client: reqwest::Client::new(), _dir: dir, _stop: stop }
 }
 
 async fn spawn_app(
@@ -43,14 +79,8 @@ async fn spawn_app(
     .expect("sim");
     let devices = sim.devices().iter().map(|d| (d.instance, Address { ip: d.address, route: d.route })).collect();
     let (plant, _h) = crate::plant::plant_for(name, devices, crate::plant::Setup::default()).await;
-    let ready = Arc::new(AtomicBool::new(true));
-    let state = ApiState { plant: plant.handle.clone(), ready };
-    let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    let networks = vec![NetworkInfo { name: name.into(), bind: "127.0.0.1:0".parse().expect("addr"), discover: false }];
+    let app = serve_api(plant.handle.clone(), networks).await;
     let dir = plant.handle.directory.clone();
     let all = sim.devices().iter().map(|d| d.instance).collect::<Vec<_>>();
     let good = dir
@@ -61,7 +91,7 @@ async fn spawn_app(
         })
         .await;
     assert!(good);
-    (App { base, client: reqwest::Client::new(), _stop: stop }, plant, sim)
+    (app, plant, sim)
 }
 
 #[tokio::test]
@@ -69,7 +99,14 @@ async fn the_read_routes_serve_the_cached_plant() {
     let (app, plant, sim) = spawn_app(4001, "api").await;
     let (status, _, body) = app.get("/health").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    assert_eq!(app.get("/ready").await.0, 200);
+    let (status, _, body) = app.get("/ready").await;
+    assert_eq!((status, body["devices"].as_u64()), (200, Some(3)));
+
+    let (status, _, nets) = app.get("/api/v1/networks").await;
+    assert_eq!(status, 200);
+    assert_eq!(nets["items"][0]["name"], "api");
+    assert_eq!(nets["items"][0]["devices"], 3);
+    assert_eq!(nets["items"][0]["by_status"]["online"], 3);
 
     let (status, _, body) = app.get("/api/v1/devices").await;
     assert_eq!(status, 200);
@@ -77,20 +114,11 @@ async fn the_read_routes_serve_the_cached_plant() {
     assert_eq!(items.len(), 3);
     assert_eq!(items[0]["instance"], 4001);
     assert_eq!(items[0]["status"], "online");
-    assert_eq!(items[0]["network"], "api");
     assert_eq!(items[0]["points"], 7);
     assert_eq!(items[0]["capabilities"]["rpm"], true);
     assert_eq!(body["next_cursor"], Json::Null);
-
-    // pagination with an opaque cursor
-    let (_, _, page1) = app.get("/api/v1/devices?limit=2").await;
-    assert_eq!(page1["items"].as_array().map(Vec::len), Some(2));
-    let cursor = page1["next_cursor"].as_str().expect("a next cursor");
-    let (_, _, page2) = app.get(&format!("/api/v1/devices?limit=2&cursor={cursor}")).await;
-    assert_eq!(page2["items"][0]["instance"], 4003);
-    assert_eq!(page2["next_cursor"], Json::Null);
-    let (_, _, online) = app.get("/api/v1/devices?status=offline").await;
-    assert_eq!(online["items"].as_array().map(Vec::len), Some(0));
+    let (_, _, by_network) = app.get("/api/v1/devices?network=api&status=online&sort=-instance").await;
+    assert_eq!(by_network["items"][0]["instance"], 4003);
 
     let (status, _, dev) = app.get("/api/v1/devices/4002").await;
     assert_eq!((status, dev["instance"].as_u64()), (200, Some(4002)));
@@ -99,12 +127,29 @@ async fn the_read_routes_serve_the_cached_plant() {
     let pts = points["items"].as_array().expect("points");
     assert_eq!(pts.len(), 7);
     let ai = pts.iter().find(|p| p["object"] == "analog-input:1").expect("ai");
-    assert_eq!(ai["units"], "degrees-celsius");
-    assert_eq!(ai["quality"], "good");
+    assert_eq!((ai["units"].as_str(), ai["quality"].as_str()), (Some("degrees-celsius"), Some("good")));
     assert!(ai["value"].is_number() && ai["updated_at"].is_string());
     let bo = pts.iter().find(|p| p["object"] == "binary-output:1").expect("bo");
     assert!(bo["value"] == "active" || bo["value"] == "inactive", "{bo}");
     assert_eq!(bo["commandable"], true);
+    let (_, _, only_bo) = app.get("/api/v1/devices/4002/points?type=binary-output&quality=good").await;
+    assert_eq!(only_bo["items"].as_array().map(Vec::len), Some(1));
+
+    // one point, cached and live
+    let (status, _, one) = app.get("/api/v1/devices/4002/points/analog-value:1").await;
+    assert_eq!((status, one["object"].as_str()), (200, Some("analog-value:1")));
+    sim.set_present_value(4002, "analog-value:1".parse().expect("obj"), Value::Real(71.25)).await.expect("set");
+    let (status, _, live) = app.get("/api/v1/devices/4002/points/analog-value:1?live=true").await;
+    assert_eq!((status, live["value"].as_f64(), live["live"].as_bool()), (200, Some(71.25), Some(true)));
+
+    // discovery on a network whose transport has no broadcast: an empty answer, not an error
+    let (status, found) = app.post("/api/v1/discovery", &json!({"wait_ms": 200})).await;
+    assert_eq!((status, found["network"].as_str()), (200, Some("api")), "{found}");
+
+    // history: the polled values were recorded by the plant's history channel; the API
+    // reads the store, which this test owns, so it answers an empty page
+    let (status, _, h) = app.get("/api/v1/devices/4002/points/analog-input:1/history").await;
+    assert_eq!((status, h["items"].as_array().map(Vec::len)), (200, Some(0)), "{h}");
     plant.shutdown().await;
     sim.shutdown().await;
 }
@@ -115,13 +160,19 @@ async fn errors_come_in_the_envelope_with_the_request_id() {
     let cases = [
         ("/nope", 404, "NOT_FOUND"),
         ("/api/v1/devices/9999", 404, "DEVICE_NOT_FOUND"),
-        ("/api/v1/devices/abc", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices/4194303", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?limit=0", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?limit=1001", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?status=sleeping", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?cursor=zz", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?bogus=1", 400, "VALIDATION_FAILED"),
+        ("/api/v1/devices/4101/points/analog-input:99", 404, "POINT_NOT_FOUND"),
+        ("/api/v1/devices?network=elsewhere", 404, "NETWORK_NOT_FOUND"),
+        ("/api/v1/devices/abc", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices/4194303", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices/4101/points/analog-inptu:1", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?limit=0", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?limit=1001", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?status=sleeping", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?sort=color", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?cursor=zz", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?bogus=1", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices/4101/points?quality=perfect", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices/4101/points/analog-input:1/history?from=yesterday", 400, "INVALID_PARAMETER"),
     ];
     for (path, status, code) in cases {
         let (s, headers, body) = app.get(path).await;
@@ -139,6 +190,38 @@ async fn errors_come_in_the_envelope_with_the_request_id() {
     let body: Json = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
 
+    // bodies: not JSON, too large, wrong media type, unknown fields, bad values
+    let url = format!("{}/api/v1/devices/4101/points/analog-output:1", app.base);
+    let r = app.client.put(&url).header("content-type", "application/json").body("{nope").send().await.expect("r");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Json>().await.expect("json")["error"]["code"], "MALFORMED_BODY");
+    let big = format!("{{\"value\": \"{}\"}}", "x".repeat(20_000));
+    let r = app.client.put(&url).header("content-type", "application/json").body(big).send().await.expect("r");
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.json::<Json>().await.expect("json")["error"]["code"], "PAYLOAD_TOO_LARGE");
+    let r = app.client.put(&url).header("content-type", "text/plain").body("{\"value\": 1}").send().await.expect("r");
+    assert_eq!(r.status().as_u16(), 415, "{:?}", r.text().await);
+    let (s, body) = app.put("/api/v1/devices/4101/points/analog-output:1", &json!({"value": 1, "colour": "red"})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("MALFORMED_BODY")), "{body}");
+    let (s, body) =
+        app.put("/api/v1/devices/4101/points/analog-output:1", &json!({"value": "hot", "priority": 17})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+    let fields: Vec<&str> = body["error"]["details"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"priority") && fields.contains(&"value"), "{body}");
+    let (s, body) = app.put("/api/v1/devices/4101/points/binary-output:1", &json!({"value": 2})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+    let (s, body) = app.put("/api/v1/devices/4101/points/multi-state-value:1", &json!({"value": 4})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+    // the device refuses: its BACnet class and code come back in details
+    let (s, body) = app.put("/api/v1/devices/4101/points/analog-input:1", &json!({"value": 3.0})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (502, Some("DEVICE_REFUSED")), "{body}");
+    assert_eq!(body["error"]["details"]["bacnet"]["code"], 40, "write-access-denied: {body}");
+
     // a sane client request id is kept, a hostile one replaced
     let r =
         app.client.get(format!("{}/health", app.base)).header("x-request-id", "abc-123").send().await.expect("request");
@@ -154,4 +237,178 @@ async fn errors_come_in_the_envelope_with_the_request_id() {
     assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     plant.shutdown().await;
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn writes_follow_the_priority_array_and_every_attempt_is_audited() {
+    let (app, plant, sim) = spawn_app(4201, "apiwrite").await;
+    let path = "/api/v1/devices/4202/points/analog-output:1";
+    let ao: ObjectId = "analog-output:1".parse().expect("obj");
+    let slots = || async {
+        let v = sim
+            .read_property(4202, ao, plantwatch_actors::bacnet::services::PropertyRef::new(87))
+            .await
+            .expect("priority array");
+        v.elements().to_vec()
+    };
+    // 8, then 5 masks it, then relinquish 5 and 8
+    let steps: [(Json, u8, Option<u8>, Option<f64>); 4] = [
+        (json!(42.0), 8, Some(8), Some(42.0)),
+        (json!(17.5), 5, Some(5), Some(17.5)),
+        (Json::Null, 5, Some(8), Some(42.0)),
+        (Json::Null, 8, None, None),
+    ];
+    for (value, priority, active, present) in steps {
+        let (s, body) = app.put(path, &json!({"value": value, "priority": priority})).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["outcome"], "accepted");
+        assert_eq!(body["active_priority"].as_u64().map(|p| p as u8), active, "{body}");
+        let array = slots().await;
+        // the answer and the device agree on which slot is in control
+        let in_control = array.iter().position(|v| *v != Value::Null).map(|i| i as u8 + 1);
+        assert_eq!(in_control, active, "{array:?}");
+        if let Some(p) = present {
+            assert_eq!(body["present_value"].as_f64(), Some(p), "{body}");
+            assert_eq!(array[usize::from(active.unwrap_or(16)) - 1], Value::Real(p as f32));
+        }
+    }
+    // a refused and an invalid attempt are audited too
+    let (s, _) = app.put("/api/v1/devices/4202/points/analog-input:1", &json!({"value": 1.0})).await;
+    assert_eq!(s, 502);
+    let (s, _) = app.put(path, &json!({"value": "warm", "priority": 8})).await;
+    assert_eq!(s, 422);
+    let (_, _, audit) = app.get("/api/v1/audit?limit=3").await;
+    let mut records = audit["items"].as_array().cloned().expect("items");
+    let mut cursor = audit["next_cursor"].as_str().map(str::to_string);
+    while let Some(c) = cursor {
+        let (_, _, more) = app.get(&format!("/api/v1/audit?limit=3&cursor={c}")).await;
+        records.extend(more["items"].as_array().cloned().unwrap_or_default());
+        cursor = more["next_cursor"].as_str().map(str::to_string);
+    }
+    let outcomes: Vec<&str> = records.iter().filter_map(|r| r["outcome"].as_str()).collect();
+    assert_eq!(outcomes, vec!["accepted", "accepted", "accepted", "accepted", "refused", "invalid"], "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| r["key_id"] == "anonymous" && r["request_id"].as_str().is_some_and(|s| !s.is_empty())));
+    assert_eq!(records[0]["priority"], 8);
+    assert_eq!(records[0]["new_value"], 42.0);
+    assert_eq!(records[4]["error"]["bacnet"]["code"], 40);
+    let seqs: Vec<u64> = records.iter().filter_map(|r| r["sequence"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+fn fake_device(instance: u32, points: u32) -> DeviceSnapshot {
+    let mut s = DeviceSnapshot::new(instance, "big", Address::direct("127.0.0.1:1".parse().expect("addr")), None);
+    s.status = if instance % 3 == 0 { DeviceStatus::Degraded } else { DeviceStatus::Online };
+    s.label = Some(format!("Device {:04}", instance % 997));
+    s.points = (1..=points)
+        .map(|i| {
+            let mut p = Point::new(ObjectId::new(0, i), Duration::from_secs(10), false);
+            p.name = format!("P{i}");
+            p
+        })
+        .collect();
+    s
+}
+
+#[tokio::test]
+async fn pagination_walks_1200_devices_and_points_without_duplicates_or_gaps_while_they_change() {
+    let directory = Directory::default();
+    for i in 1..=1200 {
+        directory.publish(fake_device(i * 2, 0));
+    }
+    directory.publish(fake_device(999_999, 1100));
+    let handle = PlantHandle { directory: directory.clone(), stats: Arc::new(SupervisionStats::default()) };
+    let app = serve_api(
+        handle,
+        vec![NetworkInfo { name: "big".into(), bind: "127.0.0.1:0".parse().expect("a"), discover: false }],
+    )
+    .await;
+    for sort in ["instance", "-instance", "name", "-status", "last_seen"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut added = 0u32;
+        loop {
+            let q = format!(
+                "/api/v1/devices?limit=97&sort={sort}{}",
+                cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default()
+            );
+            let (s, _, page) = app.get(&q).await;
+            assert_eq!(s, 200, "{page}");
+            seen.extend(page["items"].as_array().expect("items").iter().filter_map(|d| d["instance"].as_u64()));
+            // devices come and change while we walk
+            added += 1;
+            directory.publish(fake_device(100_000 + added * 2 + 1, 0));
+            directory.set_status(4, DeviceStatus::Offline);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{sort}: duplicates");
+        if sort != "-status" {
+            assert!((1..=1200u64).all(|i| seen.contains(&(i * 2))), "{sort}: gaps");
+        }
+    }
+    let mut points = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = format!(
+            "/api/v1/devices/999999/points?limit=250{}",
+            cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default()
+        );
+        let (_, _, page) = app.get(&q).await;
+        points.extend(
+            page["items"].as_array().expect("items").iter().filter_map(|p| p["object"].as_str().map(str::to_string)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(points.len(), 1100);
+    let (_, _, filtered) = app.get("/api/v1/devices?q=device%200004&limit=1000").await;
+    assert!(filtered["items"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty() && d.iter().all(|x| x["name"].as_str().is_some_and(|n| n.contains("0004")))));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// No path or query string gets a 5xx, and every error is the envelope.
+    #[test]
+    fn hostile_paths_and_queries_never_get_a_5xx(
+        segs in proptest::collection::vec("[a-z0-9:%._~-]{0,12}", 0..6),
+        query in "[a-z0-9=&%._~-]{0,40}",
+        known in 0usize..6,
+    ) {
+        let rt = runtime();
+        rt.block_on(async {
+            let directory = Directory::default();
+            directory.publish(fake_device(7, 3));
+            let handle = PlantHandle { directory, stats: Arc::new(SupervisionStats::default()) };
+            let app = serve_api(handle, Vec::new()).await;
+            let prefixes = ["", "/api/v1/devices", "/api/v1/devices/7", "/api/v1/devices/7/points", "/api/v1/devices/7/points/analog-input:1", "/api/v1/audit"];
+            let path = format!("{}/{}?{}", prefixes[known], segs.join("/"), query);
+            let r = app.client.get(format!("{}{path}", app.base)).send().await.expect("request");
+            let status = r.status().as_u16();
+            let text = r.text().await.expect("body");
+            prop_assert!(status < 500, "{path} -> {status} {text}");
+            if status >= 400 {
+                let body: Json = serde_json::from_str(&text).expect("an envelope");
+                prop_assert!(body["error"]["code"].is_string(), "{path}: {text}");
+            }
+            Ok(())
+        })?;
+    }
 }
