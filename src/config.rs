@@ -1322,6 +1322,20 @@ fn validate_network(c: &Config, i: usize, n: &NetworkConfig, np: &KeyPath) -> Re
     if n.max_in_flight == 0 {
         return Err(problem(np.key("max_in_flight"), "must be at least 1: with 0 no request would ever be sent"));
     }
+    // A write or live read must be able to finish within the HTTP request:
+    // otherwise the client gets a timeout for a write the device may still apply.
+    if n.request_budget() + Duration::from_secs(1) > c.server.request_timeout {
+        return Err(problem(
+            np.key("apdu_timeout"),
+            format!(
+                "a request to a silent device takes apdu_timeout x (apdu_retries + 1) = {} to fail, which does not fit \
+                 in server.request_timeout = {} with a second to spare: lower apdu_timeout or apdu_retries, or raise \
+                 server.request_timeout",
+                duration::format(n.request_budget()),
+                duration::format(c.server.request_timeout)
+            ),
+        ));
+    }
     if n.offline_after == 0 {
         return Err(problem(np.key("offline_after"), "must be at least 1 (consecutive timeouts)"));
     }
@@ -1445,7 +1459,7 @@ mod tests {
     fn default_toml_loads_alone() {
         let c = load(&[], &HashMap::new()).expect("the built-in defaults are valid");
         assert_eq!(c.server.listen, "127.0.0.1:8080".parse().expect("addr"));
-        assert_eq!(c.server.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(15));
         assert_eq!(c.store.path, PathBuf::from("data/plantwatch.db"));
         assert_eq!((c.store.cache_capacity_mb, c.store.snapshot_interval), (64, Duration::from_secs(5)));
         assert_eq!(
@@ -1671,6 +1685,7 @@ mod tests {
                 ("PLANTWATCH__LOG__KEEP_FILES", "30"),
                 ("PLANTWATCH__NETWORK__0__POLL", "30s"),
                 ("PLANTWATCH__NETWORK__0__APDU_RETRIES", "5"),
+                ("PLANTWATCH__SERVER__REQUEST_TIMEOUT", "30s"),
                 ("PLANTWATCH__NETWORK__0__DISCOVER", "true"),
                 ("PATH", "/usr/bin"),
                 ("PLANTWATCH_PYTHON", "python3"),
@@ -1839,6 +1854,11 @@ mod tests {
         check_refused("[server]\nrequest_timeout = \"3 s\"\n", "server.request_timeout", "without spaces");
         check_refused("[server]\nrequest_timeout = \"fast\"\n", "server.request_timeout", "invalid duration \"fast\"");
         check_refused("[server]\nrequest_timeout = \"0s\"\n", "server.request_timeout", "is zero");
+        check_refused(
+            "[server]\nrequest_timeout = \"5s\"\n[[network]]\nname = \"a\"\n",
+            "network[0].apdu_timeout",
+            "does not fit in server.request_timeout",
+        );
         check_refused("[server]\nrequest_timeout = 10\n", "server.request_timeout", "expected a duration in quotes");
         check_refused("[history]\nprune_every = \"3x\"\n", "history.prune_every", "invalid duration");
         check_refused(&format!("{NET}apdu_timeout = \"0ms\"\n"), "network[0].apdu_timeout", "is zero");

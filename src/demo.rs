@@ -87,8 +87,9 @@ pub fn run(args: &DemoArgs, env: &HashMap<String, String>, level: Option<&str>) 
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    crate::telemetry::init_service(level, &config.log);
+    let _logs = crate::telemetry::init_service(level, &config.log)?;
     service::runtime()?.block_on(async {
+        let shutdown = crate::shutdown_signal();
         let listener = service::bind(config.server.listen).await?;
         let addr = listener.local_addr().map_err(|e| CommandError::Failed(e.to_string()))?;
         let sims = plant(args.devices).await?;
@@ -100,7 +101,7 @@ pub fn run(args: &DemoArgs, env: &HashMap<String, String>, level: Option<&str>) 
         let _ = writeln!(out, "store: {}", config.store.path.display());
         let _ = out.flush();
         drop(out);
-        let result = service::run(config, listener, crate::shutdown_signal()).await;
+        let result = service::run(config, listener, shutdown).await;
         for s in sims {
             s.shutdown().await;
         }

@@ -185,12 +185,13 @@ pub fn serve(
     level: Option<&str>,
 ) -> Result<(), CommandError> {
     let config = crate::config::load(&args.config, env).map_err(|e| CommandError::Usage(e.to_string()))?;
-    crate::telemetry::init_service(level, &config.log);
+    let _logs = crate::telemetry::init_service(level, &config.log)?;
     runtime()?.block_on(async {
+        let shutdown = crate::shutdown_signal();
         let listener = bind(config.server.listen).await?;
         let addr = listener.local_addr().map_err(|e| CommandError::Failed(e.to_string()))?;
         info!(%addr, "API listening");
-        run(config, listener, crate::shutdown_signal()).await
+        run(config, listener, shutdown).await
     })
 }
 

@@ -54,6 +54,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CommandError> {
         .build()
         .map_err(|e| CommandError::Failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
+        let shutdown = crate::shutdown_signal();
         let simulator = sim::start(config).await.map_err(|e| match e {
             sim::SimError::Config(m) => CommandError::Usage(m),
             other => CommandError::Failed(other.to_string()),
@@ -66,7 +67,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CommandError> {
         out.flush().map_err(|e| CommandError::Failed(format!("stdout: {e}")))?;
         drop(out);
         tracing::info!(devices = simulator.devices().len(), "simulator ready");
-        crate::shutdown_signal().await;
+        shutdown.await;
         simulator.shutdown().await;
         Ok(())
     })

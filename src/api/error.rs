@@ -275,3 +275,36 @@ fn source_text(e: &dyn std::error::Error) -> String {
 }
 
 impl warp::reject::Reject for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/errors.md lists exactly the codes of `ErrorCode`, with their statuses.
+    #[test]
+    fn the_error_reference_and_the_code_agree() {
+        let doc = include_str!("../../docs/errors.md");
+        let listed: Vec<(String, u16)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let status = cells.get(2)?.parse().ok()?;
+                Some((code.to_string(), status))
+            })
+            .collect();
+        let known: Vec<(String, u16)> =
+            ErrorCode::ALL.iter().map(|c| (c.as_str().to_string(), c.status().as_u16())).collect();
+        for k in &known {
+            assert!(listed.contains(k), "docs/errors.md lacks {k:?}");
+        }
+        for l in &listed {
+            assert!(known.contains(l), "docs/errors.md lists {l:?}, which the code does not have");
+        }
+        // and ALL really is all: every variant's name is distinct
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
+}

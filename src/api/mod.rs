@@ -160,7 +160,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let write = warp::path!("api" / "v1" / "devices" / String / "points" / String)
         .and(warp::put())
         .and(st.clone())
-        .and(json_body.clone())
+        .and(json_body)
         .then(|i, o, s, b| async move { reply(handlers::write(i, o, s, b).await) });
     let history = warp::path!("api" / "v1" / "devices" / String / "points" / String / "history")
         .and(warp::get())
@@ -208,6 +208,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open
 /// requests finish.
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send) {
+    // Device calls are bounded by request_timeout already; this is the backstop.
+    let budget = state.request_timeout + Duration::from_secs(1);
     let service = warp::service(routes(state));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -236,7 +238,14 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
             REQUEST_ID.scope(
                 id.clone(),
                 async move {
-                    let mut resp = tower_call(&mut service, req).await;
+                    let mut resp = match tokio::time::timeout(budget, tower_call(&mut service, req)).await {
+                        Ok(r) => r,
+                        Err(_) => ApiError::new(
+                            error::ErrorCode::RequestTimeout,
+                            format!("the request did not finish within {} ms", budget.as_millis()),
+                        )
+                        .into_response(),
+                    };
                     if let Ok(v) = HeaderValue::from_str(&id) {
                         resp.headers_mut().insert("x-request-id", v);
                     }

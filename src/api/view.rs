@@ -35,7 +35,8 @@ fn plain(v: &Value) -> Json {
         Value::Boolean(b) => json!(b),
         Value::Unsigned(u) => json!(u),
         Value::Signed(i) => json!(i),
-        Value::Real(f) if f.is_finite() => json!(f64::from(*f)),
+        // The shortest decimal that reads back as the same f32: 21.4, not 21.399999618530273.
+        Value::Real(f) if f.is_finite() => json!(f.to_string().parse::<f64>().unwrap_or(f64::from(*f))),
         Value::Double(f) if f.is_finite() => json!(f),
         Value::Real(f) => Json::String(f.to_string()),
         Value::Double(f) => Json::String(f.to_string()),

@@ -62,16 +62,16 @@ def devices(base):
 
 
 def start_serve(config, env):
-    p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-    for line in p.stderr:
+    p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    for line in p.stdout:
         if "API listening" in line:
             addr = line.split("addr=")[1].split()[0]
             # keep draining stderr so the process never blocks on a full pipe
             import threading
-            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
             return p, f"http://{addr}"
-    raise SystemExit("plantwatch serve did not start:\n" + p.stderr.read())
+    raise SystemExit("plantwatch serve did not start")
 
 
 def main():

@@ -139,7 +139,8 @@ fn config(dir: &Path, sim: &sim::Simulator) -> std::path::PathBuf {
     path
 }
 
-async fn serve(config: &Path) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+/// Starts `plantwatch serve`; its log (stdout) is returned to read on.
+async fn serve(config: &Path) -> (Child, String, tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) {
     let mut child = plantwatch()
         .args(["serve", "--config"])
         .arg(config)
@@ -147,8 +148,8 @@ async fn serve(config: &Path) -> (Child, String, tokio::io::Lines<BufReader<toki
         .env("RUST_LOG", "info,plantwatch_actors::plant::persist=debug")
         .spawn()
         .expect("start plantwatch serve");
-    drain(BufReader::new(child.stdout.take().expect("stdout")).lines());
-    let mut err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    drain(BufReader::new(child.stderr.take().expect("stderr")).lines());
+    let mut err = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let line = wait_line(&mut err, "API listening").await;
     let addr =
         line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).expect("addr in the log line").to_string();
@@ -289,6 +290,61 @@ async fn backup_and_restore_carry_a_store_to_a_new_place() {
     let points = points["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(points.len(), 7);
     assert!(points.iter().all(|p| !p["value"].is_null()));
+    sigterm(&child);
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = plantwatch()
+        .args(["demo", "--listen", "127.0.0.1:0", "--devices", "3"])
+        .env("PLANTWATCH__STORE__PATH", dir.path().join("store"))
+        .env("PLANTWATCH__LOG__FORMAT", "json")
+        .spawn()
+        .expect("start plantwatch demo");
+    drain(BufReader::new(child.stderr.take().expect("stderr")).lines());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let api = wait_line(&mut out, "api: ").await;
+    let base = api.trim_start_matches("api: ").trim_end_matches("/api/v1/devices").to_string();
+    // collect the log from here on
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let client = reqwest::Client::new();
+    assert!(until_good(&client, &base, 1001..=1003).await);
+    let r = client
+        .put(format!("{base}/api/v1/devices/1001/points/analog-output:1"))
+        .header("x-request-id", "trace-me-42")
+        .json(&serde_json::json!({"value": 12.5, "priority": 9}))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(r.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-42"));
+    let body: Json = r.json().await.expect("json");
+    assert_eq!(body["request_id"], "trace-me-42", "{body}");
+
+    // the request's log lines: the handler, the device actor's queue and write, the access line
+    let mut mine: Vec<Json> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !mine.iter().any(|l| l["message"] == "request") {
+        let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await else { break };
+        if line.contains("trace-me-42") {
+            mine.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}")));
+        }
+    }
+    let messages: Vec<&str> = mine.iter().filter_map(|l| l["message"].as_str()).collect();
+    for expected in ["write queued", "write done", "write", "request"] {
+        assert!(messages.contains(&expected), "no {expected:?} line carries the request id: {messages:?}");
+    }
+    let access = mine.iter().find(|l| l["message"] == "request").expect("access line");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["key_id"], "anonymous");
+    assert!(access["duration_ms"].is_u64());
+    assert!(access.to_string().contains("/api/v1/devices/{instance}/points/{object}"), "route template: {access}");
     sigterm(&child);
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::model::{now_ms, DeviceIdentity, DeviceSnapshot, DeviceStatus, Point, Quality};
 use super::schedule::{self, Schedule};
@@ -227,11 +227,14 @@ pub struct DeviceState {
     probe_at: Instant,
     revision_at: Instant,
     cov_renew_at: Option<Instant>,
-    writes: VecDeque<(Write, RpcReplyPort<Result<WriteOutcome, DeviceError>>)>,
+    writes: VecDeque<QueuedWrite>,
     writing: bool,
     timer: Option<JoinHandle<()>>,
     timer_at: Option<Instant>,
 }
+
+/// A write waiting its turn, with its caller's reply port and span.
+type QueuedWrite = (Write, RpcReplyPort<Result<WriteOutcome, DeviceError>>, tracing::Span);
 
 /// The device actor. Stateless itself: all state is in [`DeviceState`].
 pub struct DeviceActor;
@@ -726,13 +729,18 @@ impl DeviceState {
             return;
         }
         let (t, to, me) = (self.transport.clone(), self.address(), myself.clone());
-        tokio::spawn(async move {
-            let r = t.read_property(to, object, PropertyRef::new(property)).await;
-            if let (Ok(v), property::PRESENT_VALUE) = (&r, property) {
-                let _ = me.send_message(DeviceMessage::WriteDone { object, value: Some(v.clone()) });
+        debug!(device = instance, %object, property, "live read");
+        // The request's span follows the read, so its log lines carry the request id.
+        tokio::spawn(
+            async move {
+                let r = t.read_property(to, object, PropertyRef::new(property)).await;
+                if let (Ok(v), property::PRESENT_VALUE) = (&r, property) {
+                    let _ = me.send_message(DeviceMessage::WriteDone { object, value: Some(v.clone()) });
+                }
+                let _ = reply.send(r.map_err(DeviceError::from));
             }
-            let _ = reply.send(r.map_err(DeviceError::from));
-        });
+            .in_current_span(),
+        );
     }
 
     fn on_write(
@@ -745,25 +753,34 @@ impl DeviceState {
             let _ = reply.send(Err(DeviceError::Busy { instance: self.instance() }));
             return;
         }
-        self.writes.push_back((write, reply));
+        info!(device = self.instance(), object = %write.object, priority = ?write.priority, queued = self.writes.len(), "write queued");
+        self.writes.push_back((write, reply, tracing::Span::current()));
         if !self.writing {
             self.next_write(myself);
         }
     }
 
     fn next_write(&mut self, myself: &ActorRef<DeviceMessage>) {
-        let Some((write, reply)) = self.writes.pop_front() else { return };
+        let Some((write, reply, span)) = self.writes.pop_front() else { return };
         self.writing = true;
         let commandable = self.snap.point(write.object).is_some_and(|p| p.commandable);
-        let (t, to, me) = (self.transport.clone(), self.address(), myself.clone());
-        tokio::spawn(async move {
-            let object = write.object;
-            let r = write_and_read_back(&t, to, write, commandable).await;
-            let value = r.as_ref().ok().and_then(|o| o.present_value.clone());
-            let _ = reply.send(r.map_err(DeviceError::from));
-            // WriteDone also frees the queue when the write failed.
-            let _ = me.send_message(DeviceMessage::WriteDone { object, value });
-        });
+        let (t, to, me, instance) = (self.transport.clone(), self.address(), myself.clone(), self.instance());
+        // The write runs in its request's span: its log lines carry the request id.
+        tokio::spawn(
+            async move {
+                let object = write.object;
+                let r = write_and_read_back(&t, to, write, commandable).await;
+                match &r {
+                    Ok(o) => info!(device = instance, %object, active_priority = ?o.active_priority, "write done"),
+                    Err(e) => info!(device = instance, %object, error = %e, "write failed"),
+                }
+                let value = r.as_ref().ok().and_then(|o| o.present_value.clone());
+                let _ = reply.send(r.map_err(DeviceError::from));
+                // WriteDone also frees the queue when the write failed.
+                let _ = me.send_message(DeviceMessage::WriteDone { object, value });
+            }
+            .instrument(span),
+        );
     }
 
     /// Queues history rows for the given points' current values.
