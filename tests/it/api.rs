@@ -301,7 +301,7 @@ async fn writes_follow_the_priority_array_and_every_attempt_is_audited() {
 
 fn fake_device(instance: u32, points: u32) -> DeviceSnapshot {
     let mut s = DeviceSnapshot::new(instance, "big", Address::direct("127.0.0.1:1".parse().expect("addr")), None);
-    s.status = if instance % 3 == 0 { DeviceStatus::Degraded } else { DeviceStatus::Online };
+    s.status = if instance.is_multiple_of(3) { DeviceStatus::Degraded } else { DeviceStatus::Online };
     s.label = Some(format!("Device {:04}", instance % 997));
     s.points = (1..=points)
         .map(|i| {
