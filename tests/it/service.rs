@@ -348,3 +348,39 @@ async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_requ
     sigterm(&child);
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }
+
+#[tokio::test]
+async fn log_file_gets_the_log_with_daily_rotation_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("empty.toml");
+    std::fs::write(&cfg, format!("[store]\npath = {:?}\n", dir.path().join("store").display().to_string()))
+        .expect("config");
+    let logs = dir.path().join("logs");
+    let mut child = plantwatch()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("PLANTWATCH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("PLANTWATCH__LOG__FILE", logs.join("plantwatch.log"))
+        .env("PLANTWATCH__LOG__FORMAT", "json")
+        .spawn()
+        .expect("start plantwatch serve");
+    drain(BufReader::new(child.stderr.take().expect("stderr")).lines());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    wait_line(&mut out, "API listening").await;
+    drain(out);
+    sigterm(&child);
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+    let files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&logs).expect("log dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    // plantwatch.YYYY-MM-DD.log: one file per day
+    assert!(
+        name.starts_with("plantwatch.") && name.ends_with(".log") && name.len() == "plantwatch.2026-11-26.log".len(),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(&files[0]).expect("log file");
+    let line = text.lines().find(|l| l.contains("API listening")).expect("the start line");
+    let json: Json = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(json["level"], "INFO");
+}
