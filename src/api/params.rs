@@ -140,7 +140,7 @@ pub fn page<T>(
         Some(c) => items.partition_point(|(v, id, _)| {
             let o = (v, id).cmp(&(&c.value, &c.id));
             if desc {
-                o.is_gt()
+                o.is_ge()
             } else {
                 o.is_le()
             }
