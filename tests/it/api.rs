@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 struct App {
     base: String,
     client: reqwest::Client,
+    _store_dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -44,7 +45,16 @@ async fn spawn_app(
     let devices = sim.devices().iter().map(|d| (d.instance, Address { ip: d.address, route: d.route })).collect();
     let (plant, _h) = crate::plant::plant_for(name, devices, crate::plant::Setup::default()).await;
     let ready = Arc::new(AtomicBool::new(true));
-    let state = ApiState { plant: plant.handle.clone(), ready };
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let sc = plantwatch_actors::store::StoreConfig::new(store_dir.path().join("store"));
+    let store = plantwatch_actors::store::Store::open(&sc).expect("store");
+    let networks = Arc::new(vec![api::NetworkInfo {
+        name: name.to_string(),
+        bind: "127.0.0.1:47808".parse().expect("addr"),
+        discover: false,
+    }]);
+    let state =
+        ApiState { plant: plant.handle.clone(), store, networks, request_timeout: Duration::from_secs(3), ready };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -61,7 +71,7 @@ async fn spawn_app(
         })
         .await;
     assert!(good);
-    (App { base, client: reqwest::Client::new(), _stop: stop }, plant, sim)
+    (App { base, client: reqwest::Client::new(), _store_dir: store_dir, _stop: stop }, plant, sim)
 }
 
 #[tokio::test]
@@ -115,13 +125,13 @@ async fn errors_come_in_the_envelope_with_the_request_id() {
     let cases = [
         ("/nope", 404, "NOT_FOUND"),
         ("/api/v1/devices/9999", 404, "DEVICE_NOT_FOUND"),
-        ("/api/v1/devices/abc", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices/4194303", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?limit=0", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?limit=1001", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?status=sleeping", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?cursor=zz", 400, "VALIDATION_FAILED"),
-        ("/api/v1/devices?bogus=1", 400, "VALIDATION_FAILED"),
+        ("/api/v1/devices/abc", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices/4194303", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?limit=0", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?limit=1001", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?status=sleeping", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?cursor=zz", 400, "INVALID_PARAMETER"),
+        ("/api/v1/devices?bogus=1", 400, "INVALID_PARAMETER"),
     ];
     for (path, status, code) in cases {
         let (s, headers, body) = app.get(path).await;
