@@ -160,7 +160,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let write = warp::path!("api" / "v1" / "devices" / String / "points" / String)
         .and(warp::put())
         .and(st.clone())
-        .and(json_body.clone())
+        .and(json_body)
         .then(|i, o, s, b| async move { reply(handlers::write(i, o, s, b).await) });
     let history = warp::path!("api" / "v1" / "devices" / String / "points" / String / "history")
         .and(warp::get())
