@@ -54,7 +54,9 @@ fn plain(v: &Value) -> Json {
         Value::Boolean(b) => json!(b),
         Value::Unsigned(u) => json!(u),
         Value::Signed(i) => json!(i),
-        Value::Real(f) if f.is_finite() => json!(f64::from(*f)),
+        // The shortest decimal that reads back as this REAL: 21.4, not
+        // 21.399999618530273 (its exact value widened to f64).
+        Value::Real(f) if f.is_finite() => json!(f.to_string().parse::<f64>().unwrap_or(f64::from(*f))),
         Value::Double(f) if f.is_finite() => json!(f),
         Value::Real(f) => Json::String(f.to_string()),
         Value::Double(f) => Json::String(f.to_string()),
@@ -764,6 +766,18 @@ mod tests {
     use super::*;
     use plantwatch_actors::bacnet::types::Address;
     use plantwatch_actors::plant::model::DeviceIdentity;
+
+    #[test]
+    fn reals_are_shown_as_their_shortest_decimal() {
+        let ai = ObjectId::new(object_type::ANALOG_INPUT, 1);
+        assert_eq!(value(ai, &Value::Real(21.4)).to_string(), "21.4");
+        assert_eq!(value(ai, &Value::Real(42.0)).to_string(), "42.0");
+        assert_eq!(value(ai, &Value::Real(-0.1)).to_string(), "-0.1");
+        assert_eq!(value(ai, &Value::Real(3.4e38)).as_f64(), Some(3.4e38));
+        assert_eq!(value(ai, &Value::Real(1e-45)).as_f64(), Some(1e-45));
+        assert_eq!(value(ai, &Value::Real(f32::NAN)), json!("NaN"));
+        assert_eq!(value(ai, &Value::Double(21.4)).to_string(), "21.4");
+    }
 
     /// The JSON of the typed views is what the `json!` views produced before
     /// them, field for field.
