@@ -554,7 +554,10 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     out
 }
 
-fn error_responses(errors: &[ErrorCode]) -> BTreeMap<u16, utoipa::openapi::Response> {
+/// The error responses of a route, by status, one example per code.
+/// `instance_route`: the route has an `{instance}` (its bad-parameter example
+/// is about that rather than `limit`).
+fn error_responses(errors: &[ErrorCode], instance_route: bool) -> BTreeMap<u16, utoipa::openapi::Response> {
     let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
     for c in errors {
         by_status.entry(c.status().as_u16()).or_default().push(*c);
@@ -566,8 +569,9 @@ fn error_responses(errors: &[ErrorCode]) -> BTreeMap<u16, utoipa::openapi::Respo
             let content = ContentBuilder::new()
                 .schema(Some(ref_of::<ErrorEnvelope>()))
                 .examples_from_iter(codes.iter().map(|c| {
-                    let (message, _) = error_example(*c);
-                    (c.as_str(), ExampleBuilder::new().summary(message).value(Some(error_envelope_example(*c))).build())
+                    let (message, _) = error_example(*c, instance_route);
+                    let value = error_envelope_example(*c, instance_route);
+                    (c.as_str(), ExampleBuilder::new().summary(message).value(Some(value)).build())
                 }))
                 .build();
             let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
@@ -606,7 +610,8 @@ pub fn document() -> OpenApi {
         }));
         ok = ok.content(op.ok.content_type, content.build());
         let mut responses = ResponsesBuilder::new().response("200", ok.build());
-        for (status, r) in error_responses(op.errors) {
+        let instance_route = op.path.contains("{instance}");
+        for (status, r) in error_responses(op.errors, instance_route) {
             responses = responses.response(status.to_string(), r);
         }
         let mut operation = OperationBuilder::new()
@@ -845,9 +850,13 @@ impl Examples {
 
 /// A realistic message and details for each code (exhaustive: a new code
 /// needs its example).
-fn error_example(code: ErrorCode) -> (&'static str, Json) {
+fn error_example(code: ErrorCode, instance_route: bool) -> (&'static str, Json) {
     let fields = |field: &str, reason: &str| json!({"fields": [{"field": field, "reason": reason}]});
     match code {
+        ErrorCode::InvalidParameter if instance_route => (
+            "instance: must be a device instance 0..4194302",
+            fields("instance", "must be a device instance 0..4194302"),
+        ),
         ErrorCode::InvalidParameter => ("limit: must be 1..1000", fields("limit", "must be 1..1000")),
         ErrorCode::MalformedBody => {
             ("the body is not the expected JSON: expected value at line 1 column 10", json!({}))
@@ -857,7 +866,7 @@ fn error_example(code: ErrorCode) -> (&'static str, Json) {
         }
         ErrorCode::NotFound => ("no such route; GET /api/v1/openapi.json lists them", json!({})),
         ErrorCode::NetworkNotFound => ("no network bldg-z", json!({})),
-        ErrorCode::DeviceNotFound => ("no device 1001", json!({})),
+        ErrorCode::DeviceNotFound => ("no device 1099", json!({})),
         ErrorCode::PointNotFound => ("device 1001 has no point analog-input:9", json!({})),
         ErrorCode::MethodNotAllowed => ("this route does not take that method", json!({})),
         ErrorCode::DeviceNotEnrolled => ("device 1001 is not enrolled yet; try again shortly", json!({})),
@@ -872,13 +881,13 @@ fn error_example(code: ErrorCode) -> (&'static str, Json) {
         ErrorCode::DeviceUnavailable => ("device 1001 is offline", json!({})),
         ErrorCode::DeviceBusy => ("device 1001 has too many writes waiting; retry shortly", json!({})),
         ErrorCode::StoreUnavailable => ("the store failed; see the service log", json!({})),
-        ErrorCode::DeviceTimeout => ("device 1001 did not answer within 5000 ms", json!({})),
+        ErrorCode::DeviceTimeout => ("device 1001 did not answer within 10000 ms", json!({})),
         ErrorCode::RequestTimeout => ("the request did not finish within 10000 ms", json!({})),
     }
 }
 
-fn error_envelope_example(code: ErrorCode) -> Json {
-    let (message, details) = error_example(code);
+fn error_envelope_example(code: ErrorCode, instance_route: bool) -> Json {
+    let (message, details) = error_example(code, instance_route);
     json!({"error": {
         "code": code.as_str(),
         "message": message,
