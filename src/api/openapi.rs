@@ -1147,6 +1147,18 @@ mod tests {
         assert_eq!((body["minimum"].as_u64(), body["maximum"].as_u64()), (Some(1), Some(16)), "{body}");
     }
 
+    /// docs/api.md, the guide for people, names every route and every code.
+    #[test]
+    fn the_api_guide_names_every_route_and_code() {
+        let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).expect("docs/api.md");
+        for (method, path) in super::super::ROUTES {
+            assert!(guide.contains(&format!("### {method} {path}")), "docs/api.md has a section for {method} {path}");
+        }
+        for code in ErrorCode::ALL {
+            assert!(guide.contains(&format!("| `{}` | {} |", code.as_str(), code.status().as_u16())), "{code:?}");
+        }
+    }
+
     #[tokio::test]
     async fn the_spec_is_served_as_json() {
         let r = warp::test::request().path(SPEC_PATH).reply(&spec()).await;
