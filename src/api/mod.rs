@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod openapi;
 pub mod params;
 pub mod view;
 
@@ -200,6 +201,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
         .or(discovery)
         .unify()
         .or(audit)
+        .unify()
+        .or(openapi::spec())
+        .unify()
+        .or(openapi::docs())
         .unify()
         .recover(error::recover)
         .unify()

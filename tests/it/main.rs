@@ -8,6 +8,8 @@
 //!   mutated frames).
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
+//! - `openapi`: the OpenAPI document against the running API: every answer
+//!   matches the document, the documented filters are the ones taken.
 //! - `plant`: the supervision tree against the simulator: enrolment, polling,
 //!   fallbacks, offline and back, every supervision failure mode.
 //! - `service`: the binary: demo online and drained on SIGTERM; serve killed
@@ -20,6 +22,7 @@ mod check_config;
 mod decode;
 mod golden;
 mod interop;
+mod openapi;
 mod plant;
 mod service;
 mod simulator;
