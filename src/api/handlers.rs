@@ -240,6 +240,10 @@ fn history_value(p: &Point, v: f64) -> Json {
         object_type::BINARY_INPUT | object_type::BINARY_OUTPUT | object_type::BINARY_VALUE => {
             json!(if v == 0.0 { "inactive" } else { "active" })
         }
+        // Analog values were REALs: show the shortest decimal that reads back as one.
+        object_type::ANALOG_INPUT | object_type::ANALOG_OUTPUT | object_type::ANALOG_VALUE => {
+            view::value(p.object, &Value::Real(v as f32))
+        }
         _ => json!(v),
     }
 }
