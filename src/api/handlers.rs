@@ -257,17 +257,7 @@ fn write_value(p: &Point, prop: u32, v: &Json) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     if prop != property::PRESENT_VALUE {
-        return match v {
-            Json::Bool(b) => Ok(Value::Boolean(*b)),
-            Json::Number(n) if n.is_u64() => Ok(Value::Unsigned(n.as_u64().unwrap_or(0))),
-            Json::Number(n) => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| Value::Real(f as f32))
-                .ok_or("must be a finite number".into()),
-            Json::String(s) if s.len() <= 1000 => Ok(Value::CharacterString(s.clone())),
-            _ => Err("must be a number, a boolean, a string of at most 1000 bytes, or null".into()),
-        };
+        return inferred(v);
     }
     match p.object.object_type {
         object_type::ANALOG_INPUT | object_type::ANALOG_OUTPUT | object_type::ANALOG_VALUE => v
@@ -295,16 +285,21 @@ fn write_value(p: &Point, prop: u32, v: &Json) -> Result<Value, String> {
             Json::String(s) if s.len() <= 1000 => Ok(Value::CharacterString(s.clone())),
             _ => Err("characterstring-value takes a string of at most 1000 bytes".into()),
         },
-        _ => match v {
-            Json::Bool(b) => Ok(Value::Boolean(*b)),
-            Json::Number(n) => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| Value::Real(f as f32))
-                .ok_or("must be a finite number".into()),
-            Json::String(s) if s.len() <= 1000 => Ok(Value::CharacterString(s.clone())),
-            _ => Err("must be a number, a boolean, a string, or null".into()),
-        },
+        _ => inferred(v),
+    }
+}
+
+/// A value whose BACnet type is taken from its JSON type: a whole
+/// non-negative number is an Unsigned, another number a REAL.
+fn inferred(v: &Json) -> Result<Value, String> {
+    match v {
+        Json::Bool(b) => Ok(Value::Boolean(*b)),
+        Json::Number(n) if n.is_u64() => Ok(Value::Unsigned(n.as_u64().unwrap_or(0))),
+        Json::Number(n) => {
+            n.as_f64().filter(|f| f.is_finite()).map(|f| Value::Real(f as f32)).ok_or("must be a finite number".into())
+        }
+        Json::String(s) if s.len() <= 1000 => Ok(Value::CharacterString(s.clone())),
+        _ => Err("must be a number, a boolean, a string of at most 1000 bytes, or null".into()),
     }
 }
 

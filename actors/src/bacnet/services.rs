@@ -56,6 +56,27 @@ impl PropertyRef {
     }
 }
 
+/// `[0] object [1] property [2] index? [3] { value }`: the head shared by
+/// ReadProperty-ACK and WriteProperty.
+fn write_object_property_value(buf: &mut Vec<u8>, object: ObjectId, property: PropertyRef, value: &Value) {
+    codec::write_context_object_id(buf, 0, object);
+    codec::write_context_enumerated(buf, 1, property.property);
+    if let Some(i) = property.index {
+        codec::write_context_unsigned(buf, 2, u64::from(i));
+    }
+    codec::write_opening(buf, 3);
+    codec::write_application(buf, value);
+    codec::write_closing(buf, 3);
+}
+
+fn read_object_property_value(r: &mut Reader<'_>) -> DecodeResult<(ObjectId, PropertyRef, Value)> {
+    let object = r.context_object_id(0)?;
+    let property = r.context_enumerated(1)?;
+    let index = r.optional_context_u32(2)?;
+    let value = r.enclosed_value(3)?;
+    Ok((object, PropertyRef { property, index }, value))
+}
+
 // ---------------------------------------------------------------- ReadProperty
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,23 +124,13 @@ pub struct ReadPropertyAck {
 impl ReadPropertyAck {
     pub fn decode(data: &[u8]) -> DecodeResult<Self> {
         let mut r = Reader::new(data);
-        let object = r.context_object_id(0)?;
-        let property = r.context_enumerated(1)?;
-        let index = r.optional_context_u32(2)?;
-        let value = r.enclosed_value(3)?;
+        let (object, property, value) = read_object_property_value(&mut r)?;
         end(&r)?;
-        Ok(Self { object, property: PropertyRef { property, index }, value })
+        Ok(Self { object, property, value })
     }
 
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        codec::write_context_object_id(buf, 0, self.object);
-        codec::write_context_enumerated(buf, 1, self.property.property);
-        if let Some(i) = self.property.index {
-            codec::write_context_unsigned(buf, 2, u64::from(i));
-        }
-        codec::write_opening(buf, 3);
-        codec::write_application(buf, &self.value);
-        codec::write_closing(buf, 3);
+        write_object_property_value(buf, self.object, self.property, &self.value);
     }
 }
 
@@ -273,14 +284,7 @@ impl WritePropertyRequest {
                 return Err(EncodeError(format!("priority {p} is not in 1..=16")));
             }
         }
-        codec::write_context_object_id(buf, 0, self.object);
-        codec::write_context_enumerated(buf, 1, self.property.property);
-        if let Some(i) = self.property.index {
-            codec::write_context_unsigned(buf, 2, u64::from(i));
-        }
-        codec::write_opening(buf, 3);
-        codec::write_application(buf, &self.value);
-        codec::write_closing(buf, 3);
+        write_object_property_value(buf, self.object, self.property, &self.value);
         if let Some(p) = self.priority {
             codec::write_context_unsigned(buf, 4, u64::from(p));
         }
@@ -289,16 +293,13 @@ impl WritePropertyRequest {
 
     pub fn decode(data: &[u8]) -> DecodeResult<Self> {
         let mut r = Reader::new(data);
-        let object = r.context_object_id(0)?;
-        let property = r.context_enumerated(1)?;
-        let index = r.optional_context_u32(2)?;
-        let value = r.enclosed_value(3)?;
+        let (object, property, value) = read_object_property_value(&mut r)?;
         let priority = match r.optional_context_u32(4)? {
             None => None,
             Some(p) => Some(u8::try_from(p).map_err(|_| DecodeError::Invalid("priority above 255"))?),
         };
         end(&r)?;
-        Ok(Self { object, property: PropertyRef { property, index }, value, priority })
+        Ok(Self { object, property, value, priority })
     }
 }
 
