@@ -67,14 +67,18 @@ mod tests {
                     [[network.device]]\ninstance = 1\naddress = \"10.0.0.1:47808\"\nroute = { network = 5, mac = \"0a\" }\n\
                     [[network.device]]\ninstance = 2\naddress = \"10.0.0.2:47808\"\n";
         let files = vec![PathBuf::from("site.toml")];
-        let env: HashMap<String, String> = [("PLANTWATCH__AUTH__ENABLED".to_string(), "false".to_string())].into();
+        let env: HashMap<String, String> = [
+            ("PLANTWATCH__AUTH__ENABLED".to_string(), "false".to_string()),
+            ("PLANTWATCH__AUTH__ALLOW_DISABLED_ON_NETWORK".to_string(), "true".to_string()),
+        ]
+        .into();
         let config =
             config::load_texts(&[(files[0].clone(), text.to_string())], &env).unwrap_or_else(|e| panic!("{e}"));
         let s = summary(&config, &files, &config::env_overrides(&env));
         assert!(s.starts_with("configuration is valid\n"), "{s}");
         for line in [
             "  files        built-in defaults, then site.toml\n",
-            "  environment  PLANTWATCH__AUTH__ENABLED\n",
+            "  environment  PLANTWATCH__AUTH__ALLOW_DISABLED_ON_NETWORK, PLANTWATCH__AUTH__ENABLED\n",
             "  listen       0.0.0.0:8080\n",
             "  auth         OFF",
             "  store        data/plantwatch.db\n",

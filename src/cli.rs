@@ -42,6 +42,12 @@ pub enum Command {
         after_help = "Examples:\n  plantwatch demo\n  plantwatch demo --devices 50 --listen 127.0.0.1:9090\n\nThen: curl http://127.0.0.1:8080/api/v1/devices"
     )]
     Demo(DemoArgs),
+    /// Make, list and revoke API keys (on the store; while the service is stopped).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  plantwatch keys create --config site.toml --name bms --role operator   # prints the key once\n  plantwatch keys list --config site.toml\n  plantwatch keys revoke --config site.toml 3f2a9c01d4e5\n\nWhile the service runs it holds the store: use the API (/api/v1/keys) instead."
+    )]
+    Keys(KeysCommand),
     /// Export the whole store (snapshots, history, audit, keys) to one file.
     #[command(
         after_help = "Examples:\n  plantwatch backup --config /etc/plantwatch/plantwatch.toml --out /var/backups/plantwatch-$(date +%F).jsonl\n\nRun it while the service is stopped: the store is locked by a running service."
@@ -190,4 +196,30 @@ pub struct RestoreArgs {
     /// Replace an existing store (it is moved aside, not deleted).
     #[arg(long)]
     pub replace: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key; it is printed once and only its hash is kept.
+    Create {
+        #[arg(long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+        /// Who or what uses the key.
+        #[arg(long)]
+        name: String,
+        /// read, operator or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the keys (never the keys themselves).
+    List {
+        #[arg(long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+        id: String,
+    },
 }

@@ -116,6 +116,14 @@ impl fmt::Display for LogFormat {
 pub struct AuthConfig {
     /// Require an API key on `/api/v1`.
     pub enabled: bool,
+    /// `/metrics` needs no key.
+    pub metrics_public: bool,
+    /// `enabled = false` is allowed with a listen address that is not loopback.
+    pub allow_disabled_on_network: bool,
+    /// A file holding the secret of an admin key made at the first start
+    /// (when the store has no keys).
+    #[serde(default)]
+    pub bootstrap_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1179,6 +1187,16 @@ fn line_of(text: &str, path: &KeyPath) -> Option<usize> {
 // Checks
 
 fn validate(c: &Config) -> Result<(), Problem> {
+    if !c.auth.enabled && !c.server.listen.ip().is_loopback() && !c.auth.allow_disabled_on_network {
+        return Err(problem(
+            KeyPath::default().key("auth").key("enabled"),
+            format!(
+                "authentication is off while the API listens on {}, beyond this host: anyone who reaches it could \
+                 command equipment; turn it on, listen on 127.0.0.1, or set auth.allow_disabled_on_network = true",
+                c.server.listen
+            ),
+        ));
+    }
     let root = KeyPath::default();
 
     let store = root.key("store");
@@ -1598,7 +1616,10 @@ mod tests {
                 _ => panic!("{section}"),
             };
             for (key, value) in table {
-                let unset = matches!((section.as_str(), key.as_str()), ("log", "file") | ("network", "broadcast"));
+                let unset = matches!(
+                    (section.as_str(), key.as_str()),
+                    ("log", "file") | ("network", "broadcast") | ("auth", "bootstrap_key_file")
+                );
                 match (section.as_str(), key.as_str(), value) {
                     (_, _, Value::Array(_)) | ("network", "name", _) => rows.push(format!("| `{key}` | required |")),
                     _ if unset => rows.push(format!("| `{key}` | unset |")),
@@ -1679,6 +1700,7 @@ mod tests {
                 ("PLANTWATCH__RATE_LIMIT__READ_PER_S", "100000"),
                 ("PLANTWATCH__STORE__PATH", "/var/lib/plantwatch"),
                 ("plantwatch__Auth__ENABLED", "FALSE"),
+                ("PLANTWATCH__AUTH__ALLOW_DISABLED_ON_NETWORK", "true"),
                 ("PLANTWATCH__RATE_LIMIT__BURST", "3"),
                 ("PLANTWATCH__HISTORY__RETENTION", "90d"),
                 ("PLANTWATCH__LOG__FILE", "/var/log/plantwatch/plantwatch.log"),

@@ -94,11 +94,17 @@ pub fn run(args: &DemoArgs, env: &HashMap<String, String>, level: Option<&str>) 
         let addr = listener.local_addr().map_err(|e| CommandError::Failed(e.to_string()))?;
         let sims = plant(args.devices).await?;
         add_devices(&mut config, &sims)?;
+        let keys = demo_keys(&config).await?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "plantwatch demo: {} simulated devices on loopback", args.devices);
         let _ = writeln!(out, "api: http://{addr}/api/v1/devices");
         let _ = writeln!(out, "health: http://{addr}/health");
+        let _ = writeln!(out, "docs: http://{addr}/docs");
         let _ = writeln!(out, "store: {}", config.store.path.display());
+        for (role, key) in &keys {
+            let _ = writeln!(out, "{role} key: {key}");
+        }
+        let _ = writeln!(out, "try: curl -H 'Authorization: Bearer {}' http://{addr}/api/v1/devices", keys[2].1);
         let _ = out.flush();
         drop(out);
         let result = service::run(config, listener, shutdown).await;
@@ -107,4 +113,25 @@ pub fn run(args: &DemoArgs, env: &HashMap<String, String>, level: Option<&str>) 
         }
         result
     })
+}
+
+/// Fresh demo keys, one per role (the previous run's are deleted), printed so
+/// that a person or a script can use them.
+async fn demo_keys(config: &Config) -> Result<Vec<(&'static str, String)>, CommandError> {
+    use crate::api::auth::{self, KeyRecord, Role};
+    let store = service::open_store(config).await?;
+    let failed = |e: plantwatch_actors::store::StoreError| CommandError::Failed(e.to_string());
+    for (id, bytes) in store.list_keys().await.map_err(failed)? {
+        if serde_json::from_slice::<KeyRecord>(&bytes).is_ok_and(|r| r.name.starts_with("demo ")) {
+            store.delete_key(&id).await.map_err(failed)?;
+        }
+    }
+    let mut keys = Vec::new();
+    for role in [Role::Admin, Role::Operator, Role::Read] {
+        let (key, record) = auth::generate(&format!("demo {}", role.as_str()), role);
+        let bytes = serde_json::to_vec(&record).map_err(|e| CommandError::Failed(e.to_string()))?;
+        store.put_key(&record.id, bytes).await.map_err(failed)?;
+        keys.push((role.as_str(), key));
+    }
+    Ok(keys)
 }

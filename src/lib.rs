@@ -10,7 +10,7 @@
 //! - [`check_config`]: `plantwatch check-config`, the configuration checked and summarized.
 //! - [`service`]: `plantwatch serve`: store, supervision tree, persistence, API, drain.
 //! - [`demo`]: `plantwatch demo`, the embedded default: a simulated plant and the service.
-//! - [`store_commands`]: `plantwatch backup` and `restore`.
+//! - [`store_commands`]: `plantwatch keys`, `backup` and `restore`.
 //! - [`api`]: the HTTP API.
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
@@ -51,6 +51,10 @@ pub fn run(cli: cli::Cli) -> ExitCode {
         }
         cli::Command::Serve(args) => service::serve(&args, &env, level),
         cli::Command::Demo(args) => demo::run(&args, &env, level),
+        cli::Command::Keys(cmd) => {
+            telemetry::init(level);
+            store_commands::keys(&cmd, &env)
+        }
         cli::Command::Backup(args) => {
             telemetry::init(level);
             store_commands::backup(&args, &env)

@@ -132,6 +132,7 @@ pub async fn run(
         ),
         request_timeout: config.server.request_timeout,
         ready: ready.clone(),
+        security: security(&config, &store).await?,
     };
     let (stop_api, api_stopped) = watch::channel(());
     let api = tokio::spawn(api::serve(listener, state.clone(), wait(api_stopped)));
@@ -200,4 +201,47 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
         .enable_all()
         .build()
         .map_err(|e| CommandError::Failed(format!("cannot start the runtime: {e}")))
+}
+
+/// The API's keys (with the bootstrap admin key on a first start) and rate limits.
+pub async fn security(config: &Config, store: &Store) -> Result<api::Security, CommandError> {
+    let keys = api::auth::KeyRing::load(store).await.map_err(CommandError::Failed)?;
+    if keys.is_empty() {
+        let secret = match (&config.auth.bootstrap_key_file, std::env::var("PLANTWATCH_BOOTSTRAP_ADMIN_KEY")) {
+            (_, Ok(s)) => Some(s),
+            (Some(path), Err(_)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| CommandError::Failed(format!("auth.bootstrap_key_file {}: {e}", path.display())))?,
+            ),
+            (None, Err(_)) => None,
+        };
+        if let Some(secret) = secret {
+            let secret = secret.trim();
+            if secret.len() < api::auth::MIN_SECRET_LEN || secret.len() > api::auth::MAX_KEY_LEN {
+                return Err(CommandError::Usage(format!(
+                    "the bootstrap admin key must be {} to {} characters",
+                    api::auth::MIN_SECRET_LEN,
+                    api::auth::MAX_KEY_LEN
+                )));
+            }
+            let record = api::auth::record_for(secret, "bootstrap", "bootstrap admin", api::auth::Role::Admin);
+            let bytes = serde_json::to_vec(&record).map_err(|e| CommandError::Failed(e.to_string()))?;
+            store.put_key(&record.id, bytes).await.map_err(|e| CommandError::Failed(e.to_string()))?;
+            keys.insert(record);
+            info!("bootstrap admin key installed");
+        }
+    }
+    let r = &config.rate_limit;
+    Ok(api::Security {
+        auth_enabled: config.auth.enabled,
+        metrics_public: config.auth.metrics_public,
+        keys,
+        limits: Arc::new(api::limits::Limits::new(
+            r.read_per_s as f64,
+            r.write_per_s as f64,
+            r.auth_failures_per_min as f64,
+            r.burst,
+        )),
+        stats: Arc::default(),
+    })
 }

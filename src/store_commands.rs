@@ -1,12 +1,13 @@
-//! `plantwatch backup` and `plantwatch restore`: the whole store to and from
-//! one file, on the store path of a configuration. Both refuse clearly when a
-//! running service holds the store.
+//! `plantwatch keys`, `plantwatch backup` and `plantwatch restore`: on the
+//! store of a configuration, while the service is stopped. Each refuses
+//! clearly when a running service holds the store.
 
 use std::collections::HashMap;
 
 use plantwatch_actors::store::{RestoreMode, Store};
 
-use crate::cli::{BackupArgs, RestoreArgs};
+use crate::api::auth::{self, KeyRecord, Role};
+use crate::cli::{BackupArgs, KeysCommand, RestoreArgs};
 use crate::{config, service, CommandError};
 
 pub fn backup(args: &BackupArgs, env: &HashMap<String, String>) -> Result<(), CommandError> {
@@ -30,4 +31,65 @@ pub fn restore(args: &RestoreArgs, env: &HashMap<String, String>) -> Result<(), 
         println!("the previous store was moved to {}", old.display());
     }
     Ok(())
+}
+
+fn open(config: &[std::path::PathBuf], env: &HashMap<String, String>) -> Result<Store, CommandError> {
+    let config = config::load(config, env).map_err(|e| CommandError::Usage(e.to_string()))?;
+    Store::open(&service::store_config(&config)).map_err(|e| CommandError::Failed(e.to_string()))
+}
+
+pub fn keys(cmd: &KeysCommand, env: &HashMap<String, String>) -> Result<(), CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Failed(format!("cannot start the runtime: {e}")))?;
+    let failed = |e: plantwatch_actors::store::StoreError| CommandError::Failed(e.to_string());
+    runtime.block_on(async {
+        match cmd {
+            KeysCommand::Create { config, name, role } => {
+                let role: Role = role.parse().map_err(CommandError::Usage)?;
+                if name.trim().is_empty() || name.chars().count() > 100 {
+                    return Err(CommandError::Usage("--name must be 1 to 100 characters".into()));
+                }
+                let store = open(config, env)?;
+                let (key, record) = auth::generate(name.trim(), role);
+                let bytes = serde_json::to_vec(&record).map_err(|e| CommandError::Failed(e.to_string()))?;
+                store.put_key(&record.id, bytes).await.map_err(failed)?;
+                println!("id: {}", record.id);
+                println!("role: {}", role.as_str());
+                println!("key: {key}");
+                eprintln!("the key is shown only now: keep it somewhere safe");
+                Ok(())
+            }
+            KeysCommand::List { config } => {
+                let store = open(config, env)?;
+                println!("{:<14} {:<9} {:<24} {:<10} name", "id", "role", "created", "state");
+                for (_, bytes) in store.list_keys().await.map_err(failed)? {
+                    let r: KeyRecord =
+                        serde_json::from_slice(&bytes).map_err(|e| CommandError::Failed(e.to_string()))?;
+                    let v = crate::api::view::key(&r);
+                    let state = if r.revoked.is_some() { "revoked" } else { "active" };
+                    println!("{:<14} {:<9} {:<24} {:<10} {}", v.id, v.role, v.created, state, v.name);
+                }
+                Ok(())
+            }
+            KeysCommand::Revoke { config, id } => {
+                let store = open(config, env)?;
+                let bytes = store
+                    .get_key(id)
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| CommandError::Failed(format!("no API key {id}")))?;
+                let mut r: KeyRecord =
+                    serde_json::from_slice(&bytes).map_err(|e| CommandError::Failed(e.to_string()))?;
+                if r.revoked.is_none() {
+                    r.revoked = Some(plantwatch_actors::plant::model::now_ms());
+                    let bytes = serde_json::to_vec(&r).map_err(|e| CommandError::Failed(e.to_string()))?;
+                    store.put_key(&r.id, bytes).await.map_err(failed)?;
+                }
+                println!("revoked {}", r.id);
+                Ok(())
+            }
+        }
+    })
 }

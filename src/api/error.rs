@@ -52,10 +52,17 @@ pub enum ErrorCode {
     DeviceTimeout,
     /// The request did not finish within `server.request_timeout`.
     RequestTimeout,
+    /// No API key, or an unknown, revoked or malformed one.
+    Unauthenticated,
+    /// The key's role does not allow this route.
+    Forbidden,
+    /// Over the rate limit of the key or the client address.
+    RateLimited,
+    KeyNotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidParameter,
         ErrorCode::MalformedBody,
         ErrorCode::ValidationFailed,
@@ -75,6 +82,10 @@ impl ErrorCode {
         ErrorCode::StoreUnavailable,
         ErrorCode::DeviceTimeout,
         ErrorCode::RequestTimeout,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::KeyNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,15 +109,24 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::DeviceTimeout => "DEVICE_TIMEOUT",
             ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::KeyNotFound => "KEY_NOT_FOUND",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::InvalidParameter | ErrorCode::MalformedBody => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound | ErrorCode::NetworkNotFound | ErrorCode::DeviceNotFound | ErrorCode::PointNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorCode::NotFound
+            | ErrorCode::NetworkNotFound
+            | ErrorCode::DeviceNotFound
+            | ErrorCode::PointNotFound
+            | ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::DeviceNotEnrolled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -418,7 +418,8 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
     }
     let p = point(&s, o)?.clone();
     let given = body.as_object().and_then(|m| m.get("value")).cloned().unwrap_or(Json::Null);
-    let key_id = "anonymous";
+    let key_id = super::identity().key_id;
+    let key_id = key_id.as_str();
     let checked = check_write(&p, &body);
     let w = match checked {
         Ok(w) => w,
@@ -537,6 +538,42 @@ pub async fn audit(state: ApiState, q: AuditQuery) -> Answer {
         .collect();
     let next = if more { rows.get(limit - 1).map(|(seq, _)| params::encode_cursor(seq)) } else { None };
     Ok(json!({"items": items, "next_cursor": next}))
+}
+
+// ---------------------------------------------------------------- keys
+
+pub async fn list_keys(state: ApiState) -> Answer {
+    let items: Vec<view::KeyView> = state.security.keys.list().iter().map(view::key).collect();
+    Ok(json!({"items": items, "next_cursor": null}))
+}
+
+pub async fn create_key(state: ApiState, body: view::KeyCreateBody) -> Answer {
+    let role: super::auth::Role = body.role.parse().map_err(|e: String| ApiError::invalid("role", e))?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name", "1 to 100 printable characters"));
+    }
+    let (key, record) = super::auth::generate(name, role);
+    let bytes = serde_json::to_vec(&record).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    // Flushed before the answer: a key shown to the client is a key that exists.
+    state.store.put_key(&record.id, bytes).await.map_err(ApiError::store)?;
+    state.security.keys.insert(record.clone());
+    info!(key = %record.id, role = role.as_str(), by = %super::identity().key_id, "API key created");
+    Ok(json!(view::KeyCreated::new(view::key(&record), key)))
+}
+
+pub async fn revoke_key(id: String, state: ApiState) -> Answer {
+    let mut record = state.security.keys.get(&id).ok_or_else(|| {
+        ApiError::new(ErrorCode::KeyNotFound, format!("no API key {}", id.chars().take(40).collect::<String>()))
+    })?;
+    if record.revoked.is_none() {
+        record.revoked = Some(now_ms());
+        let bytes = serde_json::to_vec(&record).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        state.store.put_key(&record.id, bytes).await.map_err(ApiError::store)?;
+        state.security.keys.insert(record.clone());
+        info!(key = %record.id, by = %super::identity().key_id, "API key revoked");
+    }
+    Ok(json!(view::key(&record)))
 }
 
 // ---------------------------------------------------------------- health

@@ -5,8 +5,10 @@
 //! Handlers read cached state from the plant's directory and reach device
 //! actors only through [`PlantHandle`] messages with a timeout.
 
+pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod openapi;
 pub mod params;
 pub mod view;
@@ -14,7 +16,7 @@ pub mod view;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,13 @@ use error::ApiError;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static IDENTITY: auth::Identity;
+}
+
+/// Who is making the request being handled (anonymous outside a request or
+/// when authentication is off).
+pub fn identity() -> auth::Identity {
+    IDENTITY.try_with(Clone::clone).unwrap_or_else(|_| auth::Identity::anonymous())
 }
 
 /// The id of the request being handled (empty outside a request).
@@ -66,6 +75,123 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// Set once the store is open and the supervisors are up.
     pub ready: Arc<AtomicBool>,
+    pub security: Security,
+}
+
+/// Authentication and rate limits.
+#[derive(Clone)]
+pub struct Security {
+    /// API keys are required (else every caller is an anonymous admin).
+    pub auth_enabled: bool,
+    /// `/metrics` needs no key.
+    pub metrics_public: bool,
+    pub keys: auth::KeyRing,
+    pub limits: Arc<limits::Limits>,
+    pub stats: Arc<SecurityStats>,
+}
+
+/// Refusals, counted (exported as metrics).
+#[derive(Debug, Default)]
+pub struct SecurityStats {
+    pub unauthenticated: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+impl Security {
+    /// No authentication and limits too high to matter: for tests and
+    /// closed benches.
+    pub fn open() -> Self {
+        Self {
+            auth_enabled: false,
+            metrics_public: true,
+            keys: auth::KeyRing::default(),
+            limits: Arc::new(limits::Limits::new(1e9, 1e9, 1e9, 1.0)),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Authenticates and rate-limits one request before it is routed.
+    /// Returns who it is, the rate-limit verdict for the headers, and the
+    /// refusal if there is one.
+    fn admit(
+        &self,
+        method: &warp::http::Method,
+        route: &str,
+        headers: &warp::http::HeaderMap,
+        ip: std::net::IpAddr,
+    ) -> (auth::Identity, Option<limits::Verdict>, Option<ApiError>) {
+        use error::ErrorCode;
+        let now = Instant::now();
+        let count = |c: &AtomicU64| {
+            c.fetch_add(1, Ordering::Relaxed);
+        };
+        let required = auth::required_role(method, route, self.metrics_public);
+        let mut who = auth::Identity::anonymous();
+        if let (Some(role), true) = (required, self.auth_enabled) {
+            if let Some(v) = self.limits.auth_blocked(ip, now) {
+                count(&self.stats.rate_limited);
+                let e = ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many failed authentications from this address; retry after {} s", v.retry_after),
+                );
+                return (who, Some(v), Some(e));
+            }
+            match self.keys.check(auth::presented(headers).as_deref()) {
+                Ok(id) => who = id,
+                Err(refusal) => {
+                    self.limits.auth_failed(ip, now);
+                    count(&self.stats.unauthenticated);
+                    let why = match refusal {
+                        auth::Refusal::Missing => "no API key: send Authorization: Bearer KEY or X-API-Key: KEY",
+                        auth::Refusal::TooLong => "the API key is too long to be one",
+                        auth::Refusal::Unknown => "unknown API key",
+                        auth::Refusal::Revoked => "the API key is revoked",
+                    };
+                    return (who, None, Some(ApiError::new(ErrorCode::Unauthenticated, why)));
+                }
+            }
+            if who.role < role {
+                count(&self.stats.forbidden);
+                let e = ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("this route needs the {} role; the key has {}", role.as_str(), who.role.as_str()),
+                );
+                return (who, None, Some(e));
+            }
+        }
+        let class =
+            if matches!(*method, warp::http::Method::GET | warp::http::Method::HEAD | warp::http::Method::OPTIONS) {
+                limits::Class::Read
+            } else {
+                limits::Class::Write
+            };
+        let key = (who.key_id != "anonymous").then_some(who.key_id.as_str());
+        let v = self.limits.spend(class, key, ip, now);
+        if !v.allowed {
+            count(&self.stats.rate_limited);
+            let e =
+                ApiError::new(ErrorCode::RateLimited, format!("over the rate limit; retry after {} s", v.retry_after));
+            return (who, Some(v), Some(e));
+        }
+        (who, Some(v), None)
+    }
+}
+
+fn rate_headers(resp: &mut warp::reply::Response, v: &limits::Verdict) {
+    let h = resp.headers_mut();
+    for (name, value) in
+        [("ratelimit-limit", v.limit), ("ratelimit-remaining", v.remaining), ("ratelimit-reset", v.reset)]
+    {
+        if let Ok(val) = HeaderValue::from_str(&value.to_string()) {
+            h.insert(name, val);
+        }
+    }
+    if !v.allowed {
+        if let Ok(val) = HeaderValue::from_str(&v.retry_after.to_string()) {
+            h.insert("retry-after", val);
+        }
+    }
 }
 
 /// Request bodies larger than this are refused (413).
@@ -81,7 +207,7 @@ fn reply(r: Result<serde_json::Value, ApiError>) -> Resp {
 }
 
 /// Every route, as (method, template). The OpenAPI document lists exactly these.
-pub const ROUTES: [(&str, &str); 13] = [
+pub const ROUTES: [(&str, &str); 16] = [
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),
@@ -94,6 +220,9 @@ pub const ROUTES: [(&str, &str); 13] = [
     ("GET", "/api/v1/devices/{instance}/points/{object}/history"),
     ("POST", "/api/v1/discovery"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/keys"),
+    ("POST", "/api/v1/keys"),
+    ("DELETE", "/api/v1/keys/{id}"),
     ("GET", "/api/v1/openapi.json"),
 ];
 
@@ -113,6 +242,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "devices", _, "points", _, "history"] => "/api/v1/devices/{instance}/points/{object}/history",
         ["api", "v1", "discovery"] => "/api/v1/discovery",
         ["api", "v1", "audit"] => "/api/v1/audit",
+        ["api", "v1", "keys"] => "/api/v1/keys",
+        ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         _ => "unknown",
     }
@@ -174,6 +305,21 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::json())
         .then(|s, b| async move { reply(handlers::discovery(s, b).await) });
+    let list_keys = warp::path!("api" / "v1" / "keys")
+        .and(warp::get())
+        .and(st.clone())
+        .then(|s| async move { reply(handlers::list_keys(s).await) });
+    let create_key = warp::path!("api" / "v1" / "keys")
+        .and(warp::post())
+        .and(st.clone())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::json())
+        .then(|s, b| async move { reply(handlers::create_key(s, b).await) });
+    let revoke_key = warp::path!("api" / "v1" / "keys" / String)
+        .and(warp::delete())
+        .and(st.clone())
+        .then(|id, s| async move { reply(handlers::revoke_key(id, s).await) });
+    let keys = list_keys.or(create_key).unify().or(revoke_key).unify();
     let audit = warp::path!("api" / "v1" / "audit")
         .and(warp::get())
         .and(st.clone())
@@ -202,6 +348,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
         .unify()
         .or(audit)
         .unify()
+        .or(keys)
+        .unify()
         .or(openapi::spec())
         .unify()
         .or(openapi::docs())
@@ -215,6 +363,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
 pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future<Output = ()> + Send) {
     // Device calls are bounded by request_timeout already; this is the backstop.
     let budget = state.request_timeout + Duration::from_secs(1);
+    let security = state.security.clone();
     let service = warp::service(routes(state));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -233,36 +382,48 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let security = security.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let id = pick_request_id(req.headers().get("x-request-id"));
             let route = route_template(req.uri().path());
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route, %peer);
             let started = Instant::now();
+            let (who, verdict, refusal) = security.admit(req.method(), route, req.headers(), peer.ip());
             req.extensions_mut().insert(peer);
             let mut service = service.clone();
+            let key_id = who.key_id.clone();
             REQUEST_ID.scope(
                 id.clone(),
-                async move {
-                    let mut resp = match tokio::time::timeout(budget, tower_call(&mut service, req)).await {
-                        Ok(r) => r,
-                        Err(_) => ApiError::new(
-                            error::ErrorCode::RequestTimeout,
-                            format!("the request did not finish within {} ms", budget.as_millis()),
-                        )
-                        .into_response(),
-                    };
-                    if let Ok(v) = HeaderValue::from_str(&id) {
-                        resp.headers_mut().insert("x-request-id", v);
+                IDENTITY.scope(
+                    who,
+                    async move {
+                        let mut resp = match refusal {
+                            Some(e) => e.into_response(),
+                            None => match tokio::time::timeout(budget, tower_call(&mut service, req)).await {
+                                Ok(r) => r,
+                                Err(_) => ApiError::new(
+                                    error::ErrorCode::RequestTimeout,
+                                    format!("the request did not finish within {} ms", budget.as_millis()),
+                                )
+                                .into_response(),
+                            },
+                        };
+                        if let Ok(v) = HeaderValue::from_str(&id) {
+                            resp.headers_mut().insert("x-request-id", v);
+                        }
+                        if let Some(v) = &verdict {
+                            rate_headers(&mut resp, v);
+                        }
+                        info!(
+                            status = resp.status().as_u16(),
+                            duration_ms = started.elapsed().as_millis() as u64,
+                            key_id,
+                            "request"
+                        );
+                        Ok::<_, Infallible>(resp)
                     }
-                    info!(
-                        status = resp.status().as_u16(),
-                        duration_ms = started.elapsed().as_millis() as u64,
-                        key_id = "anonymous",
-                        "request"
-                    );
-                    Ok::<_, Infallible>(resp)
-                }
-                .instrument(span),
+                    .instrument(span),
+                ),
             )
         });
         let conn = auto::Builder::new(TokioExecutor::new())

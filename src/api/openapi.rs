@@ -514,6 +514,56 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: HttpMethod::Get,
+            path: "/api/v1/keys",
+            tag: "keys",
+            id: "listKeys",
+            summary: "API keys",
+            description: "Every API key with its role, creation, last use and revocation; never the key itself.",
+            params: vec![],
+            body: None,
+            ok: Answer::json("The keys.", schema_name::<KeyList>(), ex.keys.clone()),
+            errors: &[],
+        },
+        Operation {
+            method: HttpMethod::Post,
+            path: "/api/v1/keys",
+            tag: "keys",
+            id: "createKey",
+            summary: "Make an API key",
+            description: "Makes a key with a role (`read`, `operator`, `admin`). The answer shows the key this once: \
+                          only its hash is stored.",
+            params: vec![],
+            body: Some(Body {
+                schema: schema_name::<KeyCreateBody>(),
+                description: "A name for who uses the key, and its role.",
+                examples: vec![(
+                    "operator",
+                    "A key for a building management system",
+                    json!({"name": "bms", "role": "operator"}),
+                )],
+            }),
+            ok: Answer::json("The new key, shown once.", schema_name::<KeyCreated>(), ex.key_created.clone()),
+            errors: &[MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, StoreUnavailable],
+        },
+        Operation {
+            method: HttpMethod::Delete,
+            path: "/api/v1/keys/{id}",
+            tag: "keys",
+            id: "revokeKey",
+            summary: "Revoke an API key",
+            description: "Revokes the key at once: its next request is refused. The record stays for the audit trail.",
+            params: vec![path_param(
+                "id",
+                "The key's id (from GET /api/v1/keys).",
+                ObjectBuilder::new().schema_type(Type::String),
+                json!("3f2a9c01d4e5"),
+            )],
+            body: None,
+            ok: Answer::json("The revoked key.", schema_name::<KeyView>(), ex.key_revoked.clone()),
+            errors: &[KeyNotFound, StoreUnavailable],
+        },
+        Operation {
+            method: HttpMethod::Get,
             path: "/api/v1/audit",
             tag: "audit",
             id: "listAudit",
@@ -548,6 +598,10 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<DiscoveryBody>(&mut out);
     add::<DiscoveryAnswer>(&mut out);
     add::<AuditList>(&mut out);
+    add::<KeyList>(&mut out);
+    add::<KeyView>(&mut out);
+    add::<KeyCreateBody>(&mut out);
+    add::<KeyCreated>(&mut out);
     add::<ErrorEnvelope>(&mut out);
     add::<DeviceStatusView>(&mut out);
     add::<QualityView>(&mut out);
@@ -611,7 +665,19 @@ pub fn document() -> OpenApi {
         ok = ok.content(op.ok.content_type, content.build());
         let mut responses = ResponsesBuilder::new().response("200", ok.build());
         let instance_route = op.path.contains("{instance}");
-        for (status, r) in error_responses(op.errors, instance_route) {
+        // Every route can be rate-limited; one that needs a key can be refused without one.
+        let mut errors = op.errors.to_vec();
+        let method = match op.method {
+            HttpMethod::Put => warp::http::Method::PUT,
+            HttpMethod::Post => warp::http::Method::POST,
+            HttpMethod::Delete => warp::http::Method::DELETE,
+            _ => warp::http::Method::GET,
+        };
+        if super::auth::required_role(&method, op.path, false).is_some() {
+            errors.extend([ErrorCode::Unauthenticated, ErrorCode::Forbidden]);
+        }
+        errors.push(ErrorCode::RateLimited);
+        for (status, r) in error_responses(&errors, instance_route) {
             responses = responses.response(status.to_string(), r);
         }
         let mut operation = OperationBuilder::new()
@@ -656,6 +722,7 @@ pub fn document() -> OpenApi {
             tag("points", "Points: cached values, live reads, writes and history."),
             tag("discovery", "Who-Is on demand."),
             tag("audit", "The log of write attempts."),
+            tag("keys", "API keys and their roles (admin)."),
         ]))
         .build()
 }
@@ -689,6 +756,9 @@ struct Examples {
     relinquish: Json,
     discovery: Json,
     audit: Json,
+    keys: Json,
+    key_created: Json,
+    key_revoked: Json,
 }
 
 fn example_point(object: ObjectId, name: &str, value: Value) -> Point {
@@ -844,7 +914,24 @@ impl Examples {
                 }],
                 next_cursor: None,
             }),
+            keys: to_json(&KeyList { items: vec![example_key(None)], next_cursor: None }),
+            key_created: to_json(&KeyCreated::new(
+                example_key(None),
+                "pw_9d4c0b8e3a1f27c65b0e4d8a9f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b".into(),
+            )),
+            key_revoked: to_json(&example_key(Some("2026-11-26T03:00:00.000Z"))),
         }
+    }
+}
+
+fn example_key(revoked: Option<&str>) -> KeyView {
+    KeyView {
+        id: "3f2a9c01d4e5".into(),
+        name: "bms".into(),
+        role: "operator".into(),
+        created: "2026-11-20T08:00:00.000Z".into(),
+        last_used: None,
+        revoked: revoked.map(str::to_string),
     }
 }
 
@@ -883,6 +970,10 @@ fn error_example(code: ErrorCode, instance_route: bool) -> (&'static str, Json) 
         ErrorCode::StoreUnavailable => ("the store failed; see the service log", json!({})),
         ErrorCode::DeviceTimeout => ("device 1001 did not answer within 10000 ms", json!({})),
         ErrorCode::RequestTimeout => ("the request did not finish within 10000 ms", json!({})),
+        ErrorCode::Unauthenticated => ("no valid API key: send Authorization: Bearer KEY or X-API-Key", json!({})),
+        ErrorCode::Forbidden => ("this route needs the operator role; the key has read", json!({})),
+        ErrorCode::RateLimited => ("over the rate limit; retry after 1 s", json!({})),
+        ErrorCode::KeyNotFound => ("no API key 3f2a9c01d4e5", json!({})),
     }
 }
 

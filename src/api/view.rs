@@ -675,6 +675,79 @@ pub enum AuditOutcome {
     Invalid,
 }
 
+// ---------------------------------------------------------------- keys
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct KeyView {
+    #[schema(example = "3f2a9c01d4e5")]
+    pub id: String,
+    #[schema(example = "building-management")]
+    pub name: String,
+    /// `read`, `operator` or `admin`.
+    #[schema(example = "operator")]
+    pub role: String,
+    #[schema(format = DateTime, example = "2026-11-26T02:11:40.512Z")]
+    pub created: String,
+    #[schema(required = true, format = DateTime)]
+    pub last_used: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub revoked: Option<String>,
+}
+
+/// Every API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<KeyView>,
+    /// Always null: the list is not paginated.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// A new key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreateBody {
+    /// A label: who or what uses the key (1 to 100 characters).
+    #[schema(example = "building-management")]
+    pub name: String,
+    /// `read`, `operator` or `admin`.
+    #[schema(example = "operator")]
+    pub role: String,
+}
+
+/// The key just made: `key` is shown this once and cannot be read again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct KeyCreated {
+    #[schema(example = "3f2a9c01d4e5")]
+    pub id: String,
+    pub name: String,
+    #[schema(example = "operator")]
+    pub role: String,
+    #[schema(format = DateTime)]
+    pub created: String,
+    #[schema(example = "pw_9d4c0b8e3a1f...")]
+    pub key: String,
+}
+
+impl KeyCreated {
+    pub fn new(view: KeyView, key: String) -> Self {
+        Self { id: view.id, name: view.name, role: view.role, created: view.created, key }
+    }
+}
+
+pub fn key(r: &crate::api::auth::KeyRecord) -> KeyView {
+    let t = |ms: u64| time(ms).as_str().map(str::to_string);
+    KeyView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        role: r.role.as_str().to_string(),
+        created: t(r.created).unwrap_or_default(),
+        last_used: r.last_used.and_then(t),
+        revoked: r.revoked.and_then(t),
+    }
+}
+
 // ---------------------------------------------------------------- health
 
 /// Liveness.

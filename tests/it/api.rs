@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plantwatch::api::{self, ApiState, NetworkInfo};
+use plantwatch::api::{self, ApiState, NetworkInfo, Security};
 use plantwatch_actors::bacnet::codec::Value;
 use plantwatch_actors::bacnet::{Address, ObjectId};
 use plantwatch_actors::plant::model::{DeviceSnapshot, DeviceStatus, Point, Quality};
@@ -43,8 +43,17 @@ impl App {
     }
 }
 
-/// Serves the API over `handle` with a fresh store.
+/// Serves the API over `handle` with a fresh store, without authentication.
 pub async fn serve_api(handle: PlantHandle, networks: Vec<NetworkInfo>) -> App {
+    serve_api_with(handle, networks, |_| Security::open()).await
+}
+
+/// Serves the API with the security `make` builds on the fresh store.
+pub async fn serve_api_with(
+    handle: PlantHandle,
+    networks: Vec<NetworkInfo>,
+    make: impl FnOnce(&Store) -> Security,
+) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&StoreConfig::new(dir.path().join("store"))).expect("store");
     let state = ApiState {
@@ -53,6 +62,7 @@ pub async fn serve_api(handle: PlantHandle, networks: Vec<NetworkInfo>) -> App {
         networks: Arc::new(networks),
         request_timeout: Duration::from_secs(5),
         ready: Arc::new(AtomicBool::new(true)),
+        security: make(&store),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -411,4 +421,197 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+// ---------------------------------------------------------------- security
+
+struct Keys {
+    admin: String,
+    operator: String,
+    read: String,
+    revoked: String,
+}
+
+fn secured(read_per_s: f64, auth_failures_per_min: f64) -> (impl FnOnce(&Store) -> Security, Keys) {
+    use plantwatch::api::auth::{generate, KeyRing, Role};
+    let ring = KeyRing::default();
+    let mut keys = Vec::new();
+    for role in [Role::Admin, Role::Operator, Role::Read, Role::Admin] {
+        let (k, r) = generate("test", role);
+        ring.insert(r.clone());
+        keys.push((k, r));
+    }
+    let (revoked, mut record) = keys.pop().expect("four keys");
+    record.revoked = Some(1);
+    ring.insert(record);
+    let k = Keys { admin: keys[0].0.clone(), operator: keys[1].0.clone(), read: keys[2].0.clone(), revoked };
+    let make = move |_store: &Store| Security {
+        auth_enabled: true,
+        metrics_public: true,
+        keys: ring,
+        limits: Arc::new(plantwatch::api::limits::Limits::new(read_per_s, 1000.0, auth_failures_per_min, 1.0)),
+        stats: Arc::default(),
+    };
+    (make, k)
+}
+
+async fn status_of(
+    app: &App,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Json>,
+) -> (u16, Json) {
+    let mut r = app.client.request(method, format!("{}{path}", app.base));
+    if let Some(k) = key {
+        r = r.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.json::<Json>().await.unwrap_or(Json::Null);
+    (status, body)
+}
+
+fn plant_with_one_device() -> PlantHandle {
+    let directory = Directory::default();
+    let mut d = fake_device(7, 2);
+    d.identity = Some(Default::default());
+    directory.publish(d);
+    PlantHandle { directory, stats: Arc::new(SupervisionStats::default()) }
+}
+
+#[tokio::test]
+async fn no_bypass_gets_through_and_none_gets_a_5xx() {
+    let (make, k) = secured(1e6, 1e6);
+    let nets = vec![NetworkInfo { name: "n".into(), bind: "127.0.0.1:0".parse().expect("a"), discover: false }];
+    let app = serve_api_with(plant_with_one_device(), nets, make).await;
+    use reqwest::Method;
+    // public routes need no key
+    assert_eq!(status_of(&app, Method::GET, "/health", None, None).await.0, 200);
+    assert_eq!(status_of(&app, Method::GET, "/api/v1/openapi.json", None, None).await.0, 200);
+    // no key, a wrong key, a revoked key, a very long key, the key in the query string
+    for (key, path) in [
+        (None, "/api/v1/devices".to_string()),
+        (Some("pw_0123"), "/api/v1/devices".to_string()),
+        (Some(k.revoked.as_str()), "/api/v1/devices".to_string()),
+        (Some(&*"k".repeat(5000)), "/api/v1/devices".to_string()),
+        (None, format!("/api/v1/devices?api_key={}", k.admin)),
+        (None, format!("/api/v1/devices?key={}", k.admin)),
+        (None, format!("/api/v1/audit?token={}", k.admin)),
+    ] {
+        let (s, body) = status_of(&app, Method::GET, &path, key, None).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{path}");
+    }
+    // the read role on every route that needs more
+    let writes: [(Method, &str, Option<Json>); 6] = [
+        (Method::PUT, "/api/v1/devices/7/points/analog-input:1", Some(json!({"value": 1.0}))),
+        (Method::POST, "/api/v1/discovery", Some(json!({}))),
+        (Method::GET, "/api/v1/audit", None),
+        (Method::GET, "/api/v1/keys", None),
+        (Method::POST, "/api/v1/keys", Some(json!({"name": "x", "role": "admin"}))),
+        (Method::DELETE, "/api/v1/keys/abc", None),
+    ];
+    for (m, path, body) in writes.iter().cloned() {
+        let (s, b) = status_of(&app, m.clone(), path, Some(&k.read), body).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (403, Some("FORBIDDEN")), "{m} {path}: {b}");
+    }
+    // the operator role on the admin routes
+    for (m, path, body) in writes.iter().skip(2).cloned() {
+        let (s, b) = status_of(&app, m.clone(), path, Some(&k.operator), body).await;
+        assert_eq!(s, 403, "{m} {path}: {b}");
+    }
+    // case and encoding tricks in paths: never served with a weaker key
+    for path in [
+        "/API/v1/audit",
+        "/api/v1/%61udit",
+        "/api/v1//audit",
+        "/api/v1/devices/../audit",
+        "/api/v1/audit/",
+        "/api/v1/keys/%2e%2e",
+    ] {
+        let (s, b) = status_of(&app, Method::GET, path, Some(&k.read), None).await;
+        assert!(s == 403 || s == 404 || s == 405 || s == 400, "{path}: {s} {b}");
+        let (s, _) = status_of(&app, Method::GET, path, None, None).await;
+        assert!(s < 500 && s != 200, "{path}: {s}");
+    }
+    // oversized headers get nothing through, and no 5xx
+    let big = "x".repeat(200_000);
+    // (a closed connection is fine too)
+    if let Ok(r) = app.client.get(format!("{}/api/v1/devices", app.base)).header("x-filler", big).send().await {
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    // the right roles work
+    assert_eq!(status_of(&app, Method::GET, "/api/v1/devices", Some(&k.read), None).await.0, 200);
+    assert_eq!(status_of(&app, Method::GET, "/api/v1/audit", Some(&k.admin), None).await.0, 200);
+}
+
+#[tokio::test]
+async fn keys_are_made_listed_and_revoked_through_the_api() {
+    let (make, k) = secured(1e6, 1e6);
+    let app = serve_api_with(plant_with_one_device(), Vec::new(), make).await;
+    use reqwest::Method;
+    let (s, made) =
+        status_of(&app, Method::POST, "/api/v1/keys", Some(&k.admin), Some(json!({"name": "bms", "role": "read"})))
+            .await;
+    assert_eq!(s, 200, "{made}");
+    let new_key = made["key"].as_str().expect("the key, shown once").to_string();
+    let id = made["id"].as_str().expect("id").to_string();
+    assert_eq!(status_of(&app, Method::GET, "/api/v1/devices", Some(&new_key), None).await.0, 200);
+    let (_, list) = status_of(&app, Method::GET, "/api/v1/keys", Some(&k.admin), None).await;
+    assert!(!list.to_string().contains(&new_key[3..]), "a listed key never shows its secret");
+    assert!(list["items"].as_array().is_some_and(|l| l.iter().any(|x| x["id"] == id.as_str() && x["role"] == "read")));
+    let (s, _) =
+        status_of(&app, Method::POST, "/api/v1/keys", Some(&k.admin), Some(json!({"name": "bms", "role": "god"})))
+            .await;
+    assert_eq!(s, 422);
+    let (s, revoked) = status_of(&app, Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&k.admin), None).await;
+    assert_eq!((s, revoked["revoked"].is_string()), (200, true), "{revoked}");
+    // revocation takes effect on the next request
+    assert_eq!(status_of(&app, Method::GET, "/api/v1/devices", Some(&new_key), None).await.0, 401);
+    assert_eq!(status_of(&app, Method::DELETE, "/api/v1/keys/nope", Some(&k.admin), None).await.0, 404);
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_headers_refill_and_stay_per_key() {
+    let (make, k) = secured(20.0, 3.0);
+    let app = serve_api_with(plant_with_one_device(), Vec::new(), make).await;
+    let get = |key: String| {
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/devices", app.base);
+        async move { client.get(url).header("authorization", format!("Bearer {key}")).send().await.expect("request") }
+    };
+    let first = get(k.read.clone()).await;
+    let h = |r: &reqwest::Response, n: &str| {
+        r.headers().get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(h(&first, "ratelimit-limit"), Some(20));
+    assert_eq!(h(&first, "ratelimit-remaining"), Some(19));
+    assert!(h(&first, "ratelimit-reset").is_some());
+    let mut last = first;
+    for _ in 0..20 {
+        last = get(k.read.clone()).await;
+    }
+    assert_eq!(last.status().as_u16(), 429);
+    assert!(h(&last, "retry-after").is_some_and(|s| s >= 1));
+    assert_eq!(h(&last, "ratelimit-remaining"), Some(0));
+    let body: Json = last.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    // another key from the same address is not limited
+    assert_eq!(get(k.operator.clone()).await.status().as_u16(), 200);
+    // the budget refills: 20 per second
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(get(k.read.clone()).await.status().as_u16(), 200);
+    // the failed-authentication guard trips after 3 failures a minute, even for a good key then
+    for _ in 0..3 {
+        assert_eq!(get("pw_wrong".into()).await.status().as_u16(), 401);
+    }
+    let blocked = get(k.admin.clone()).await;
+    assert_eq!(blocked.status().as_u16(), 429);
+    assert!(h(&blocked, "retry-after").is_some());
+    // public routes carry the headers too
+    let health = app.client.get(format!("{}/health", app.base)).send().await.expect("health");
+    assert!(h(&health, "ratelimit-limit").is_some());
 }

@@ -210,6 +210,7 @@ async fn spawn_app(
         }]),
         request_timeout: Duration::from_secs(3),
         ready: Arc::new(AtomicBool::new(true)),
+        security: plantwatch::api::Security::open(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -80,6 +80,22 @@ async fn until_good(client: &reqwest::Client, base: &str, instances: impl Iterat
     }
 }
 
+/// Reads the demo's keys from its output: (admin, operator, read).
+async fn demo_keys(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> (String, String, String) {
+    let key = |line: String| line.split_once("key: ").map(|(_, k)| k.trim().to_string()).expect("a key");
+    let admin = key(wait_line(out, "admin key: ").await);
+    let operator = key(wait_line(out, "operator key: ").await);
+    let read = key(wait_line(out, "read key: ").await);
+    (admin, operator, read)
+}
+
+/// A client that sends `key` with every request.
+fn client_with(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
+
 fn sigterm(child: &Child) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on our own child's pid with a valid signal number.
@@ -103,8 +119,12 @@ async fn the_demo_brings_20_devices_online_and_drains_on_sigterm() {
     let api = wait_line(&mut out, "api: ").await;
     let url = api.trim_start_matches("api: ").to_string();
     let base = url.trim_end_matches("/api/v1/devices").to_string();
+    let (_, _, read) = demo_keys(&mut out).await;
     drain(out);
-    let client = reqwest::Client::new();
+    // without a key: refused
+    let anonymous = reqwest::Client::new().get(format!("{base}/api/v1/devices")).send().await.expect("request");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let client = client_with(&read);
     let started = tokio::time::Instant::now();
     let items = until(&client, &base, |items| items.len() == 20 && items.iter().all(|d| d["status"] == "online")).await;
     assert_eq!(items.len(), 20, "{items:?}");
@@ -307,6 +327,7 @@ async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_requ
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let api = wait_line(&mut out, "api: ").await;
     let base = api.trim_start_matches("api: ").trim_end_matches("/api/v1/devices").to_string();
+    let (_, operator, _) = demo_keys(&mut out).await;
     // collect the log from here on
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
@@ -314,7 +335,7 @@ async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_requ
             let _ = tx.send(line);
         }
     });
-    let client = reqwest::Client::new();
+    let client = client_with(&operator);
     assert!(until_good(&client, &base, 1001..=1003).await);
     let r = client
         .put(format!("{base}/api/v1/devices/1001/points/analog-output:1"))
@@ -342,7 +363,8 @@ async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_requ
     }
     let access = mine.iter().find(|l| l["message"] == "request").expect("access line");
     assert_eq!(access["status"], 200);
-    assert_eq!(access["key_id"], "anonymous");
+    let key_id = access["key_id"].as_str().expect("key id");
+    assert!(key_id.len() == 12 && key_id.bytes().all(|b| b.is_ascii_hexdigit()), "the operator key's id: {access}");
     assert!(access["duration_ms"].is_u64());
     assert!(access.to_string().contains("/api/v1/devices/{instance}/points/{object}"), "route template: {access}");
     sigterm(&child);
