@@ -52,10 +52,12 @@ pub enum ErrorCode {
     DeviceTimeout,
     /// The request did not finish within `server.request_timeout`.
     RequestTimeout,
+    /// A CORS preflight from an origin, or for a method or header, not allowed.
+    CorsRejected,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidParameter,
         ErrorCode::MalformedBody,
         ErrorCode::ValidationFailed,
@@ -75,6 +77,7 @@ impl ErrorCode {
         ErrorCode::StoreUnavailable,
         ErrorCode::DeviceTimeout,
         ErrorCode::RequestTimeout,
+        ErrorCode::CorsRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::DeviceTimeout => "DEVICE_TIMEOUT",
             ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::CorsRejected => "CORS_REJECTED",
         }
     }
 
@@ -108,6 +112,7 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::CorsRejected => StatusCode::FORBIDDEN,
             ErrorCode::DeviceNotEnrolled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

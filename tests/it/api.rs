@@ -53,6 +53,7 @@ pub async fn serve_api(handle: PlantHandle, networks: Vec<NetworkInfo>) -> App {
         networks: Arc::new(networks),
         request_timeout: Duration::from_secs(5),
         ready: Arc::new(AtomicBool::new(true)),
+        http: api::HttpSettings::default(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -60,7 +61,7 @@ pub async fn serve_api(handle: PlantHandle, networks: Vec<NetworkInfo>) -> App {
     tokio::spawn(api::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    App { base, client: reqwest::Client::new(), _dir: dir, _stop: stop }
+    App { base, client: crate::support::http_client(), _dir: dir, _stop: stop }
 }
 
 async fn spawn_app(

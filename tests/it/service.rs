@@ -104,7 +104,7 @@ async fn the_demo_brings_20_devices_online_and_drains_on_sigterm() {
     let url = api.trim_start_matches("api: ").to_string();
     let base = url.trim_end_matches("/api/v1/devices").to_string();
     drain(out);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let started = tokio::time::Instant::now();
     let items = until(&client, &base, |items| items.len() == 20 && items.iter().all(|d| d["status"] == "online")).await;
     assert_eq!(items.len(), 20, "{items:?}");
@@ -184,7 +184,7 @@ async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
             }
         }
     });
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let online = until(&client, &base, |items| items.len() == 5 && items.iter().all(|d| d["status"] == "online")).await;
     assert_eq!(online.len(), 5);
     assert!(until_good(&client, &base, 5001..=5005).await);
@@ -254,7 +254,7 @@ async fn backup_and_restore_carry_a_store_to_a_new_place() {
     let cfg = config(dir.path(), &sim);
     let (child, base, log) = serve(&cfg).await;
     drain(log);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     assert!(until_good(&client, &base, 5101..=5102).await);
     let backup = dir.path().join("backup.jsonl");
     let backup_arg = backup.to_string_lossy().into_owned();
@@ -314,7 +314,7 @@ async fn a_client_request_id_is_in_the_answer_and_in_every_log_line_of_that_requ
             let _ = tx.send(line);
         }
     });
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     assert!(until_good(&client, &base, 1001..=1003).await);
     let r = client
         .put(format!("{base}/api/v1/devices/1001/points/analog-output:1"))
