@@ -55,6 +55,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub history: HistoryConfig,
     pub supervision: SupervisionConfig,
+    pub cors: CorsConfig,
     #[serde(rename = "network", default)]
     pub networks: Vec<NetworkConfig>,
 }
@@ -68,6 +69,39 @@ pub struct ServerConfig {
     /// Time budget of one HTTP request.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// `production` refuses plain HTTP on a non-loopback address unless `allow_plain_http`.
+    pub profile: Profile,
+    /// In production: allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub allow_plain_http: bool,
+    /// PEM certificate chain: with `tls_key`, the API is served over HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// How strict the server is about its exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Development,
+    Production,
+}
+
+/// Cross-origin access from browsers (`[cors]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins like `https://ops.example.com`; empty: no cross-origin access.
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    #[serde(with = "duration")]
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1199,6 +1233,8 @@ fn validate(c: &Config) -> Result<(), Problem> {
     }
     let root = KeyPath::default();
 
+    validate_server(c, &root)?;
+
     let store = root.key("store");
     if c.store.path.as_os_str().is_empty() {
         return Err(problem(store.key("path"), "is empty: give the directory of the database"));
@@ -1285,6 +1321,91 @@ fn validate(c: &Config) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+fn validate_server(c: &Config, root: &KeyPath) -> Result<(), Problem> {
+    let server = root.key("server");
+    let s = &c.server;
+    for (key, value) in [("tls_cert", &s.tls_cert), ("tls_key", &s.tls_key)] {
+        if value.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(problem(server.key(key), "is empty: remove the key to serve plain HTTP"));
+        }
+    }
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(_), None) => {
+            return Err(problem(server.key("tls_key"), "is missing: tls_cert is set, so give the PEM private key too"))
+        }
+        (None, Some(_)) => {
+            return Err(problem(server.key("tls_cert"), "is missing: tls_key is set, so give the PEM certificate too"))
+        }
+        _ => {}
+    }
+    if s.profile == Profile::Production && s.tls_cert.is_none() && !s.allow_plain_http && !s.listen.ip().is_loopback() {
+        return Err(Problem {
+            key: server.key("listen"),
+            reason: format!(
+                "{} is not a loopback address and the production profile refuses plain HTTP there: set \
+                 server.tls_cert and server.tls_key, or server.allow_plain_http = true behind a TLS-terminating proxy",
+                s.listen
+            ),
+            also: Some(Also::Related(server.key("profile"))),
+        });
+    }
+
+    let cors = root.key("cors");
+    for (i, o) in c.cors.allowed_origins.iter().enumerate() {
+        if !valid_origin(o) {
+            return Err(problem(
+                cors.key("allowed_origins").index(i),
+                format!(
+                    "{o:?} is not an origin: write the scheme, host and optional port, like \"https://ops.example.com\" \
+                     (no path, no trailing slash, no \"*\")"
+                ),
+            ));
+        }
+    }
+    const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"];
+    for (i, m) in c.cors.allowed_methods.iter().enumerate() {
+        if !METHODS.contains(&m.as_str()) {
+            return Err(problem(
+                cors.key("allowed_methods").index(i),
+                format!("{m:?} is not a method: use upper case names from {}", METHODS.join(", ")),
+            ));
+        }
+    }
+    for (i, h) in c.cors.allowed_headers.iter().enumerate() {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(problem(
+                cors.key("allowed_headers").index(i),
+                format!("{h:?} is not a header name: use letters, digits and '-'"),
+            ));
+        }
+    }
+    if c.cors.max_age.as_secs() > 86_400 {
+        return Err(problem(cors.key("max_age"), "is longer than browsers keep a preflight (1d at most)"));
+    }
+    Ok(())
+}
+
+/// `http(s)://host[:port]`, nothing else.
+fn valid_origin(o: &str) -> bool {
+    let Some(rest) = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")) else { return false };
+    let (host, port) = if rest.starts_with('[') {
+        let Some(end) = rest.find(']') else { return false };
+        let tail = &rest[end + 1..];
+        if !tail.is_empty() && !tail.starts_with(':') {
+            return false;
+        }
+        (&rest[..=end], tail.strip_prefix(':'))
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn validate_network(c: &Config, i: usize, n: &NetworkConfig, np: &KeyPath) -> Result<(), Problem> {
@@ -1618,10 +1739,16 @@ mod tests {
             for (key, value) in table {
                 let unset = matches!(
                     (section.as_str(), key.as_str()),
-                    ("log", "file") | ("network", "broadcast") | ("auth", "bootstrap_key_file")
+                    ("log", "file")
+                        | ("network", "broadcast")
+                        | ("auth", "bootstrap_key_file")
+                        | ("server", "tls_cert")
+                        | ("server", "tls_key")
                 );
                 match (section.as_str(), key.as_str(), value) {
-                    (_, _, Value::Array(_)) | ("network", "name", _) => rows.push(format!("| `{key}` | required |")),
+                    ("network", _, Value::Array(_)) | ("network", "name", _) => {
+                        rows.push(format!("| `{key}` | required |"))
+                    }
                     _ if unset => rows.push(format!("| `{key}` | unset |")),
                     _ => rows.push(format!("| `{key}` | `{value}` |")),
                 }
@@ -1846,6 +1973,51 @@ mod tests {
         assert!(line.contains(&format!(": {key}: ")), "{line}");
         assert!(line.contains(reason), "{line:?} lacks {reason:?}");
         assert!(!line.contains('\n'), "one line: {line:?}");
+    }
+
+    #[test]
+    fn the_production_profile_refuses_plain_http_off_loopback() {
+        let prod = "[server]\nprofile = \"production\"\nlisten = \"0.0.0.0:8080\"\n";
+        check_refused(prod, "server.listen", "the production profile refuses plain HTTP");
+        let e = refused(site(prod));
+        assert!(e.to_string().contains("server.profile"), "{e}");
+        // behind a terminating proxy, with TLS, on loopback, or in development: accepted
+        for ok in [
+            format!("{prod}allow_plain_http = true\n"),
+            format!("{prod}tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n"),
+            "[server]\nprofile = \"production\"\nlisten = \"127.0.0.1:8080\"\n".to_string(),
+            "[server]\nlisten = \"0.0.0.0:8080\"\n".to_string(),
+        ] {
+            site(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        check_refused("[server]\nprofile = \"prod\"\n", "server.profile", "unknown variant");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_proxies_are_addresses() {
+        check_refused("[server]\ntls_cert = \"c.pem\"\n", "server.tls_key", "is missing");
+        check_refused("[server]\ntls_key = \"k.pem\"\n", "server.tls_cert", "is missing");
+        check_refused("[server]\ntrusted_proxies = [\"proxy.local\"]\n", "server.trusted_proxies[0]", "");
+        let c = site("[server]\ntrusted_proxies = [\"10.0.0.5\", \"::1\"]\n").expect("accepted");
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn cors_settings_are_checked() {
+        let c =
+            site("[cors]\nallowed_origins = [\"https://ops.example.com\", \"http://[::1]:8080\"]\n").expect("accepted");
+        assert_eq!(c.cors.allowed_origins.len(), 2);
+        assert_eq!(c.cors.max_age, Duration::from_secs(600));
+        for bad in ["*", "https://ops.example.com/", "ops.example.com", "https://x:99999", "ftp://x"] {
+            check_refused(
+                &format!("[cors]\nallowed_origins = [\"{bad}\"]\n"),
+                "cors.allowed_origins[0]",
+                "is not an origin",
+            );
+        }
+        check_refused("[cors]\nallowed_methods = [\"get\"]\n", "cors.allowed_methods[0]", "is not a method");
+        check_refused("[cors]\nallowed_headers = [\"x y\"]\n", "cors.allowed_headers[0]", "is not a header");
+        check_refused("[cors]\nmax_age = \"2d\"\n", "cors.max_age", "1d at most");
     }
 
     #[test]

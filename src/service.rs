@@ -105,12 +105,31 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CommandError> {
     api::bind(addr).await.map_err(|e| CommandError::Failed(format!("cannot listen on {addr}: {e} (set server.listen)")))
 }
 
+/// TLS (the certificate and key loaded now: a bad file stops the start,
+/// naming it), CORS and trusted proxies of the API.
+pub fn http_settings(config: &Config) -> Result<api::HttpSettings, CommandError> {
+    let s = &config.server;
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            api::tls::acceptor(cert, key)
+                .map_err(|e| CommandError::Usage(format!("server.tls_cert/server.tls_key: {e}")))?,
+        ),
+        _ => None,
+    };
+    Ok(api::HttpSettings {
+        tls,
+        cors: api::headers::Cors::from_config(&config.cors),
+        trusted_proxies: Arc::new(s.trusted_proxies.clone()),
+    })
+}
+
 /// Runs the service on an already bound listener until `shutdown` resolves.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandError> {
+    let http = http_settings(&config)?;
     let store = open_store(&config).await?;
     let directory = Directory::default();
     let loaded =
@@ -133,6 +152,7 @@ pub async fn run(
         request_timeout: config.server.request_timeout,
         ready: ready.clone(),
         security: security(&config, &store).await?,
+        http,
     };
     let (stop_api, api_stopped) = watch::channel(());
     let api = tokio::spawn(api::serve(listener, state.clone(), wait(api_stopped)));

@@ -59,10 +59,12 @@ pub enum ErrorCode {
     /// Over the rate limit of the key or the client address.
     RateLimited,
     KeyNotFound,
+    /// A CORS preflight from an origin, or for a method or header, not allowed.
+    CorsRejected,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidParameter,
         ErrorCode::MalformedBody,
         ErrorCode::ValidationFailed,
@@ -86,6 +88,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::RateLimited,
         ErrorCode::KeyNotFound,
+        ErrorCode::CorsRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::KeyNotFound => "KEY_NOT_FOUND",
+            ErrorCode::CorsRejected => "CORS_REJECTED",
         }
     }
 
@@ -128,6 +132,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::CorsRejected => StatusCode::FORBIDDEN,
             ErrorCode::DeviceNotEnrolled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -8,10 +8,16 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod headers;
 pub mod limits;
 pub mod openapi;
 pub mod params;
+pub mod proxy;
+pub mod tls;
 pub mod view;
+
+pub use headers::HttpSettings;
+pub use proxy::{client_ip, ClientIp};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -75,6 +81,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// Set once the store is open and the supervisors are up.
     pub ready: Arc<AtomicBool>,
+    /// TLS, CORS and trusted proxies; `HttpSettings::default()`: plain HTTP, no CORS.
+    pub http: HttpSettings,
     pub security: Security,
 }
 
@@ -196,6 +204,14 @@ fn rate_headers(resp: &mut warp::reply::Response, v: &limits::Verdict) {
 
 /// Request bodies larger than this are refused (413).
 pub const MAX_BODY: u64 = 16 * 1024;
+
+/// The request line and headers of a request may take this many bytes
+/// (HTTP/1 read buffer; HTTP/2 header list); a larger head is answered 431
+/// or the connection is closed.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// A TLS handshake that takes longer than this is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Resp = warp::reply::Response;
 
@@ -364,7 +380,11 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
     // Device calls are bounded by request_timeout already; this is the backstop.
     let budget = state.request_timeout + Duration::from_secs(1);
     let security = state.security.clone();
+    let http = state.http.clone();
     let service = warp::service(routes(state));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -383,13 +403,24 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let security = security.clone();
+        let conn_http = http.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let id = pick_request_id(req.headers().get("x-request-id"));
             let route = route_template(req.uri().path());
-            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route, %peer);
+            let http = conn_http.clone();
+            let client = client_ip(peer, req.headers(), &http.trusted_proxies);
+            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route, %peer, %client);
             let started = Instant::now();
-            let (who, verdict, refusal) = security.admit(req.method(), route, req.headers(), peer.ip());
+            // A CORS preflight carries no credentials: it is answered before
+            // authentication (inside the request's scope, for its request id).
+            let is_preflight = headers::preflight(&http, req.method(), req.headers()).is_some();
+            let (who, verdict, refusal) = match is_preflight {
+                true => (auth::Identity::anonymous(), None, None),
+                false => security.admit(req.method(), route, req.headers(), client),
+            };
             req.extensions_mut().insert(peer);
+            req.extensions_mut().insert(ClientIp(client));
+            let origin = req.headers().get(warp::http::header::ORIGIN).cloned();
             let mut service = service.clone();
             let key_id = who.key_id.clone();
             REQUEST_ID.scope(
@@ -397,9 +428,12 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
                 IDENTITY.scope(
                     who,
                     async move {
-                        let mut resp = match refusal {
-                            Some(e) => e.into_response(),
-                            None => match tokio::time::timeout(budget, tower_call(&mut service, req)).await {
+                        let preflight =
+                            if is_preflight { headers::preflight(&http, req.method(), req.headers()) } else { None };
+                        let mut resp = match (preflight, refusal) {
+                            (Some(r), _) => r,
+                            (None, Some(e)) => e.into_response(),
+                            (None, None) => match tokio::time::timeout(budget, tower_call(&mut service, req)).await {
                                 Ok(r) => r,
                                 Err(_) => ApiError::new(
                                     error::ErrorCode::RequestTimeout,
@@ -408,6 +442,7 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
                                 .into_response(),
                             },
                         };
+                        headers::finish(&mut resp, &http, origin.as_ref(), route == "/docs");
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             resp.headers_mut().insert("x-request-id", v);
                         }
@@ -426,13 +461,33 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
                 ),
             )
         });
-        let conn = auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        match &http.tls {
+            None => {
+                let conn = builder.clone().serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
     }
     // Let requests in progress finish, but not forever.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;

@@ -956,6 +956,10 @@ fn error_example(code: ErrorCode, instance_route: bool) -> (&'static str, Json) 
         ErrorCode::DeviceNotFound => ("no device 1099", json!({})),
         ErrorCode::PointNotFound => ("device 1001 has no point analog-input:9", json!({})),
         ErrorCode::MethodNotAllowed => ("this route does not take that method", json!({})),
+        ErrorCode::CorsRejected => (
+            "cross-origin request refused: the origin is not in cors.allowed_origins",
+            json!({"origin": "https://elsewhere.example.com"}),
+        ),
         ErrorCode::DeviceNotEnrolled => ("device 1001 is not enrolled yet; try again shortly", json!({})),
         ErrorCode::PayloadTooLarge => ("the body is larger than 16384 bytes", json!({})),
         ErrorCode::UnsupportedMediaType => ("send the body as Content-Type: application/json", json!({})),
@@ -1028,6 +1032,11 @@ fn docs_page() -> Result<String, String> {
 }
 
 static DOCS_PAGE: LazyLock<Result<String, String>> = LazyLock::new(docs_page);
+
+/// The `/docs` page as served (its Content-Security-Policy hashes its inline script).
+pub fn docs_page_text() -> Option<&'static str> {
+    DOCS_PAGE.as_ref().ok().map(String::as_str)
+}
 
 fn docs_reply(tail: &str) -> Result<Resp, Rejection> {
     if tail.is_empty() || tail == "index.html" {

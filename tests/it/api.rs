@@ -63,6 +63,7 @@ pub async fn serve_api_with(
         request_timeout: Duration::from_secs(5),
         ready: Arc::new(AtomicBool::new(true)),
         security: make(&store),
+        http: api::HttpSettings::default(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -70,7 +71,7 @@ pub async fn serve_api_with(
     tokio::spawn(api::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    App { base, client: reqwest::Client::new(), _dir: dir, _stop: stop }
+    App { base, client: crate::support::http_client(), _dir: dir, _stop: stop }
 }
 
 async fn spawn_app(

@@ -21,6 +21,7 @@ mod api;
 mod check_config;
 mod decode;
 mod golden;
+mod http;
 mod interop;
 mod openapi;
 mod plant;

@@ -211,6 +211,7 @@ async fn spawn_app(
         request_timeout: Duration::from_secs(3),
         ready: Arc::new(AtomicBool::new(true)),
         security: plantwatch::api::Security::open(),
+        http: api::HttpSettings::default(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -246,7 +247,7 @@ async fn spawn_app(
         }))
         .collect();
     state.store.record_history(rows).await.expect("history");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let doc: Json = client
         .get(format!("{base}/api/v1/openapi.json"))
         .send()

@@ -93,6 +93,7 @@ async fn demo_keys(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStd
 fn client_with(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    crate::support::install_crypto_provider();
     reqwest::Client::builder().default_headers(headers).build().expect("client")
 }
 
@@ -122,7 +123,7 @@ async fn the_demo_brings_20_devices_online_and_drains_on_sigterm() {
     let (_, _, read) = demo_keys(&mut out).await;
     drain(out);
     // without a key: refused
-    let anonymous = reqwest::Client::new().get(format!("{base}/api/v1/devices")).send().await.expect("request");
+    let anonymous = crate::support::http_client().get(format!("{base}/api/v1/devices")).send().await.expect("request");
     assert_eq!(anonymous.status().as_u16(), 401);
     let client = client_with(&read);
     let started = tokio::time::Instant::now();
@@ -204,7 +205,7 @@ async fn after_sigkill_the_last_values_are_served_at_once_from_the_store() {
             }
         }
     });
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let online = until(&client, &base, |items| items.len() == 5 && items.iter().all(|d| d["status"] == "online")).await;
     assert_eq!(online.len(), 5);
     assert!(until_good(&client, &base, 5001..=5005).await);
@@ -274,7 +275,7 @@ async fn backup_and_restore_carry_a_store_to_a_new_place() {
     let cfg = config(dir.path(), &sim);
     let (child, base, log) = serve(&cfg).await;
     drain(log);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     assert!(until_good(&client, &base, 5101..=5102).await);
     let backup = dir.path().join("backup.jsonl");
     let backup_arg = backup.to_string_lossy().into_owned();

@@ -106,3 +106,20 @@ impl Drop for Bp3Device {
         let _ = self.child.start_kill();
     }
 }
+
+/// An HTTP client for the tests. reqwest is built with rustls but without a
+/// crypto provider of its own (`rustls-no-provider`: ring, like the server,
+/// instead of aws-lc-rs), so the process's default provider is set first.
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// Makes ring the process's rustls provider (once; later calls do nothing).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: another provider is already installed, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
