@@ -407,3 +407,52 @@ async fn log_file_gets_the_log_with_daily_rotation_names() {
     let json: Json = serde_json::from_str(line).expect("a JSON line");
     assert_eq!(json["level"], "INFO");
 }
+
+#[tokio::test]
+async fn keys_on_the_command_line_and_the_bootstrap_admin_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(&cfg, format!("[store]\npath = {:?}\n", dir.path().join("store").display().to_string()))
+        .expect("config");
+    // the first start installs the bootstrap admin key from the environment
+    let secret = "bootstrap-secret-of-at-least-32-characters!";
+    let mut child = plantwatch()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("PLANTWATCH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("PLANTWATCH_BOOTSTRAP_ADMIN_KEY", secret)
+        .spawn()
+        .expect("start plantwatch serve");
+    drain(BufReader::new(child.stderr.take().expect("stderr")).lines());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = wait_line(&mut out, "API listening").await;
+    let base =
+        format!("http://{}", line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).expect("addr"));
+    drain(out);
+    let admin = client_with(secret);
+    let keys: Json = admin.get(format!("{base}/api/v1/keys")).send().await.expect("keys").json().await.expect("json");
+    assert_eq!(keys["items"][0]["id"], "bootstrap", "{keys}");
+    // while the service holds the store, the command line is refused clearly
+    let (code, _, err) = run_cli(&["keys", "list"], &cfg).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("another process holds it"), "{err}");
+    sigterm(&child);
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+
+    // stopped: create, list, revoke
+    let (code, out, err) = run_cli(&["keys", "create", "--name", "bms", "--role", "operator"], &cfg).await;
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.lines().find_map(|l| l.strip_prefix("id: ")).expect("id").to_string();
+    let key = out.lines().find_map(|l| l.strip_prefix("key: ")).expect("key").to_string();
+    assert!(key.starts_with("pw_") && key.len() == 67);
+    let (code, out, _) = run_cli(&["keys", "list"], &cfg).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&id) && out.contains("operator") && !out.contains(&key[3..]), "{out}");
+    let (code, _, err) = run_cli(&["keys", "create", "--name", "x", "--role", "root"], &cfg).await;
+    assert_eq!(code, Some(64), "{err}");
+    let (code, out, _) = run_cli(&["keys", "revoke", &id], &cfg).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("revoked"));
+    let (_, out, _) = run_cli(&["keys", "list"], &cfg).await;
+    assert!(out.lines().any(|l| l.contains(&id) && l.contains("revoked")), "{out}");
+}
