@@ -10,6 +10,7 @@
 //! Roles: `read` (every GET), `operator` (read, point writes, discovery),
 //! `admin` (operator, audit, key management).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use plantwatch_actors::plant::model::{now_ms, Millis};
@@ -132,7 +133,7 @@ type Digest32 = [u8; 32];
 /// The keys, cached from the store: looked up by hash on every request.
 #[derive(Clone, Default)]
 pub struct KeyRing {
-    inner: Arc<RwLock<Vec<(KeyRecord, Digest32)>>>,
+    inner: Arc<RwLock<Vec<(KeyRecord, Digest32, Arc<AtomicU64>)>>>,
 }
 
 /// Why a presented key is not accepted.
@@ -158,20 +159,24 @@ impl KeyRing {
     pub fn insert(&self, record: KeyRecord) {
         let Some(h) = unhex(&record.hash) else { return };
         let mut keys = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        keys.retain(|(r, _)| r.id != record.id);
-        keys.push((record, h));
+        let used = keys
+            .iter()
+            .find(|(r, _, _)| r.id == record.id)
+            .map_or_else(|| Arc::new(AtomicU64::new(record.last_used.unwrap_or(0))), |(_, _, u)| u.clone());
+        keys.retain(|(r, _, _)| r.id != record.id);
+        keys.push((record, h, used));
     }
 
     pub fn list(&self) -> Vec<KeyRecord> {
         let keys = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out: Vec<KeyRecord> = keys.iter().map(|(r, _)| r.clone()).collect();
+        let mut out: Vec<KeyRecord> = keys.iter().map(|(r, _, u)| with_last_use(r, u)).collect();
         out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         out
     }
 
     pub fn get(&self, id: &str) -> Option<KeyRecord> {
         let keys = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        keys.iter().find(|(r, _)| r.id == id).map(|(r, _)| r.clone())
+        keys.iter().find(|(r, _, _)| r.id == id).map(|(r, _, u)| with_last_use(r, u))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,18 +192,29 @@ impl KeyRing {
         }
         let h = hash(key);
         let keys = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut found: Option<&KeyRecord> = None;
-        for (record, stored) in keys.iter() {
+        let mut found: Option<(&KeyRecord, &AtomicU64)> = None;
+        for (record, stored, used) in keys.iter() {
             if bool::from(stored.ct_eq(&h)) {
-                found = Some(record);
+                found = Some((record, used));
             }
         }
         match found {
-            Some(r) if r.revoked.is_some() => Err(Refusal::Revoked),
-            Some(r) => Ok(Identity { key_id: r.id.clone(), role: r.role }),
+            Some((r, _)) if r.revoked.is_some() => Err(Refusal::Revoked),
+            Some((r, used)) => {
+                used.store(now_ms(), Ordering::Relaxed);
+                Ok(Identity { key_id: r.id.clone(), role: r.role })
+            }
             None => Err(Refusal::Unknown),
         }
     }
+}
+
+/// A record with its last use as seen by this process (not written to the
+/// store on every request: a restart forgets it).
+fn with_last_use(r: &KeyRecord, used: &AtomicU64) -> KeyRecord {
+    let mut r = r.clone();
+    r.last_used = Some(used.load(Ordering::Relaxed)).filter(|t| *t > 0);
+    r
 }
 
 /// The key presented with a request: `Authorization: Bearer KEY` or
@@ -237,7 +253,9 @@ mod tests {
         assert!(key.starts_with("pw_") && key.len() == 67);
         assert!(!record.hash.contains(&key[3..]), "the key is not stored");
         ring.insert(record.clone());
+        assert_eq!(ring.get(&record.id).and_then(|r| r.last_used), None);
         assert_eq!(ring.check(Some(&key)), Ok(Identity { key_id: record.id.clone(), role: Role::Operator }));
+        assert!(ring.get(&record.id).and_then(|r| r.last_used).is_some(), "last use is kept");
         assert_eq!(ring.check(Some("pw_0000")), Err(Refusal::Unknown));
         assert_eq!(ring.check(None), Err(Refusal::Missing));
         assert_eq!(ring.check(Some(&"x".repeat(300))), Err(Refusal::TooLong));
