@@ -130,10 +130,13 @@ pub fn record_for(key: &str, id: &str, name: &str, role: Role) -> KeyRecord {
 /// A SHA-256.
 type Digest32 = [u8; 32];
 
+/// A key's record, its hash, and its last use (millis, 0: not yet).
+type StoredKey = (KeyRecord, Digest32, Arc<AtomicU64>);
+
 /// The keys, cached from the store: looked up by hash on every request.
 #[derive(Clone, Default)]
 pub struct KeyRing {
-    inner: Arc<RwLock<Vec<(KeyRecord, Digest32, Arc<AtomicU64>)>>>,
+    inner: Arc<RwLock<Vec<StoredKey>>>,
 }
 
 /// Why a presented key is not accepted.
