@@ -90,7 +90,9 @@ pub fn run(args: &DemoArgs, env: &HashMap<String, String>, level: Option<&str>) 
     let _logs = crate::telemetry::init_service(level, &config.log)?;
     service::runtime()?.block_on(async {
         let shutdown = crate::shutdown_signal();
-        let listener = service::bind(config.server.listen).await?;
+        let listen = config.server.listen;
+        let fix = |a| format!("choose another address with --listen {a} (port 0 picks a free one)");
+        let listener = crate::api::bind(listen).await.map_err(|e| crate::listen_error(listen, &e, fix))?;
         let addr = listener.local_addr().map_err(|e| CommandError::Failed(e.to_string()))?;
         let sims = plant(args.devices).await?;
         add_devices(&mut config, &sims)?;

@@ -8,6 +8,7 @@
 //!   `config/default.toml`, `--config` files and `PLANTWATCH__*` variables, checked at load.
 //! - [`bench`]: `plantwatch bench`, the transport benchmark.
 //! - [`check_config`]: `plantwatch check-config`, the configuration checked and summarized.
+//! - [`discover`]: `plantwatch discover`: Who-Is on the configured networks, a table of what answered.
 //! - [`service`]: `plantwatch serve`: store, supervision tree, persistence, API, drain.
 //! - [`demo`]: `plantwatch demo`, the embedded default: a simulated plant and the service.
 //! - [`store_commands`]: `plantwatch keys`, `backup` and `restore`.
@@ -21,6 +22,7 @@ pub mod check_config;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discover;
 pub mod metrics;
 pub mod service;
 pub mod simulate;
@@ -50,6 +52,10 @@ pub fn run(cli: cli::Cli) -> ExitCode {
             telemetry::init(level);
             check_config::run(&args, &env)
         }
+        cli::Command::Discover(args) => {
+            telemetry::init(level);
+            discover::run(&args, &env)
+        }
         cli::Command::Serve(args) => service::serve(&args, &env, level),
         cli::Command::Demo(args) => demo::run(&args, &env, level),
         cli::Command::Keys(cmd) => {
@@ -71,6 +77,83 @@ pub fn run(cli: cli::Cli) -> ExitCode {
             eprintln!("plantwatch: {e:#}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// A command line that clap refused, or `--help`/`--version`: help and the
+/// version go to stdout with exit code 0; an error is one line on stderr,
+/// `plantwatch: <what>; <tip>; usage: <usage>`, with exit code 64 as for a
+/// bad configuration.
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            eprintln!("plantwatch: {}", cli::one_line(&e));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Why an address cannot be listened on, in one line with the fix; `fix`
+/// says how to choose another address (a setting or a flag), given one to
+/// suggest.
+pub fn listen_error(
+    addr: std::net::SocketAddr,
+    e: &std::io::Error,
+    fix: impl Fn(std::net::SocketAddr) -> String,
+) -> CommandError {
+    use std::io::ErrorKind;
+    let mut other = addr;
+    other.set_port(if addr.port() < 1024 { 8080 } else { addr.port().wrapping_add(1) });
+    let fix = fix(other);
+    CommandError::Failed(match e.kind() {
+        ErrorKind::AddrInUse => {
+            format!("cannot listen on {addr}: address in use (another plantwatch running?); stop it, or {fix}")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); {fix}"
+        ),
+        ErrorKind::AddrNotAvailable => format!("cannot listen on {addr}: not an address of this machine; {fix}"),
+        _ => format!("cannot listen on {addr}: {e}; {fix}"),
+    })
+}
+
+/// A store that cannot be opened, in one line with the fix. The store's own
+/// messages name the path and the fix (locked, damaged, another schema);
+/// a directory that cannot be made or written gets the fix added here.
+pub fn store_error(e: plantwatch_actors::store::StoreError) -> CommandError {
+    use plantwatch_actors::store::StoreError;
+    let fix = "set store.path (or PLANTWATCH__STORE__PATH) to a directory this user can write, or give this user the \
+               directory (chown/chmod)";
+    match &e {
+        StoreError::CreateDir { .. } => CommandError::Failed(format!("{e}; {fix}")),
+        StoreError::Open { path, reason } if unwritable(path) => {
+            CommandError::Failed(format!("cannot open the store at {}: {reason}; {fix}", path.display()))
+        }
+        _ => CommandError::Failed(e.to_string()),
+    }
+}
+
+/// Whether `dir` exists but this process cannot write in it.
+fn unwritable(dir: &std::path::Path) -> bool {
+    if !dir.is_dir() {
+        return false;
+    }
+    let probe = dir.join(format!(".plantwatch-write-test-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem),
     }
 }
 

@@ -3,5 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    plantwatch::run(plantwatch::cli::Cli::parse())
+    match plantwatch::cli::Cli::try_parse() {
+        Ok(cli) => plantwatch::run(cli),
+        Err(e) => plantwatch::usage_error(e),
+    }
 }

@@ -97,12 +97,13 @@ pub async fn open_store(config: &Config) -> Result<Store, CommandError> {
     tokio::task::spawn_blocking(move || Store::open(&sc))
         .await
         .map_err(|e| CommandError::Failed(format!("opening the store: {e}")))?
-        .map_err(|e| CommandError::Failed(e.to_string()))
+        .map_err(crate::store_error)
 }
 
 /// Binds the API's address first, so a busy port is a clear error at once.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CommandError> {
-    api::bind(addr).await.map_err(|e| CommandError::Failed(format!("cannot listen on {addr}: {e} (set server.listen)")))
+    let fix = |a| format!("set server.listen, e.g. PLANTWATCH__SERVER__LISTEN={a}");
+    api::bind(addr).await.map_err(|e| crate::listen_error(addr, &e, fix))
 }
 
 /// TLS (the certificate and key loaded now: a bad file stops the start,

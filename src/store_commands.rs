@@ -12,7 +12,7 @@ use crate::{config, service, CommandError};
 
 pub fn backup(args: &BackupArgs, env: &HashMap<String, String>) -> Result<(), CommandError> {
     let config = config::load(&args.config, env).map_err(|e| CommandError::Usage(e.to_string()))?;
-    let store = Store::open(&service::store_config(&config)).map_err(|e| CommandError::Failed(e.to_string()))?;
+    let store = Store::open(&service::store_config(&config)).map_err(crate::store_error)?;
     let summary = store.backup(&args.out).map_err(|e| CommandError::Failed(e.to_string()))?;
     println!("backed up {} entries ({} bytes) to {}", summary.entries, summary.bytes, summary.path.display());
     for (tree, n) in &summary.trees {
@@ -24,8 +24,7 @@ pub fn backup(args: &BackupArgs, env: &HashMap<String, String>) -> Result<(), Co
 pub fn restore(args: &RestoreArgs, env: &HashMap<String, String>) -> Result<(), CommandError> {
     let config = config::load(&args.config, env).map_err(|e| CommandError::Usage(e.to_string()))?;
     let mode = if args.replace { RestoreMode::Replace } else { RestoreMode::IntoEmpty };
-    let summary = Store::restore_with(&service::store_config(&config), &args.from, mode)
-        .map_err(|e| CommandError::Failed(e.to_string()))?;
+    let summary = Store::restore_with(&service::store_config(&config), &args.from, mode).map_err(crate::store_error)?;
     println!("restored {} entries into {}", summary.entries, config.store.path.display());
     if let Some(old) = summary.moved_aside {
         println!("the previous store was moved to {}", old.display());
@@ -35,7 +34,7 @@ pub fn restore(args: &RestoreArgs, env: &HashMap<String, String>) -> Result<(), 
 
 fn open(config: &[std::path::PathBuf], env: &HashMap<String, String>) -> Result<Store, CommandError> {
     let config = config::load(config, env).map_err(|e| CommandError::Usage(e.to_string()))?;
-    Store::open(&service::store_config(&config)).map_err(|e| CommandError::Failed(e.to_string()))
+    Store::open(&service::store_config(&config)).map_err(crate::store_error)
 }
 
 pub fn keys(cmd: &KeysCommand, env: &HashMap<String, String>) -> Result<(), CommandError> {

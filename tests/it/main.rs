@@ -1,8 +1,12 @@
 //! plantwatch's integration tests: one binary, so the suite links once.
 //!
 //! - `api`: the HTTP API on a real listener in front of a plant and simulator.
+//! - `cli`: errors on the terminal: one line with the fix and exit code 64
+//!   or 1 (busy listen address, locked store, bad command line).
 //! - `check_config`: `plantwatch check-config` run as a process: summary,
 //!   exit code 64 and its one-line error.
+//! - `discover`: `plantwatch discover` against simulated and bacpypes3
+//!   devices: the table, `--json`, `--toml`, silent devices, a busy address.
 //! - `decode`: the receive path against hostile input (the bacnet-rs
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
@@ -21,7 +25,9 @@
 
 mod api;
 mod check_config;
+mod cli;
 mod decode;
+mod discover;
 mod golden;
 mod http;
 mod interop;
