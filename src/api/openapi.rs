@@ -10,6 +10,10 @@
 //!   ([`ErrorCode::status`], [`ErrorCode::as_str`]).
 //! - Examples are made by the view code itself from example snapshots, so
 //!   they have the shape of real answers.
+//! - The routes that need a key carry security requirements (a key as
+//!   `Authorization: Bearer` or as `X-API-Key`) and say which role, both from
+//!   [`super::auth::required_role`]: Swagger UI's "Authorize" and generated
+//!   clients send the key. A 429 answer names its `Retry-After` header.
 //! - What the handlers check by hand (the sort keys, the enums of `status`
 //!   and `quality`, and the answers they still build with `json!`) is held
 //!   to the document by `tests/it/openapi.rs`, which checks every answer of
@@ -35,6 +39,9 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
@@ -52,6 +59,10 @@ use super::view::{self, *};
 pub const SPEC_PATH: &str = "/api/v1/openapi.json";
 /// Where its browsable page is served.
 pub const DOCS_PATH: &str = "/docs";
+/// The security scheme of a key sent as `Authorization: Bearer KEY`.
+pub const BEARER_SCHEME: &str = "bearerKey";
+/// The security scheme of a key sent as `X-API-Key: KEY`.
+pub const HEADER_SCHEME: &str = "apiKeyHeader";
 
 /// Sort keys of `GET /api/v1/devices` (`-` in front: descending), as the
 /// handler takes them (`tests/it/openapi.rs` asks it).
@@ -65,6 +76,13 @@ notifications), caches their points' values, records their history, and commands
 Reads are served from the cache; `?live=true` on one point reads the device now. Writes go to the device \
 at a BACnet priority (1..16, `null` relinquishes), are validated against the object type, and every \
 attempt is recorded in the audit log.
+
+Every route but `/health`, `/ready`, `/metrics` (unless `auth.metrics_public = false`) and this \
+document needs an API key, sent as `Authorization: Bearer KEY` or `X-API-Key: KEY` (never in the query \
+string). Roles: `read` (every GET), `operator` (also point writes and discovery), `admin` (also the audit \
+log and key management); each operation says which it needs. Reads and writes have separate rate \
+limits per key: every admitted answer carries `RateLimit-Limit`, `RateLimit-Remaining` and \
+`RateLimit-Reset`, and a request over the limit gets 429 with `Retry-After`.
 
 Lists are paginated: `limit` (1..1000, default 100) and the opaque `cursor` taken from the previous \
 page's `next_cursor`; `sort` takes a key, with `-` in front for descending. Unknown query parameters \
@@ -629,12 +647,14 @@ fn error_responses(errors: &[ErrorCode], instance_route: bool) -> BTreeMap<u16, 
                 }))
                 .build();
             let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
-            let response = ResponseBuilder::new()
+            let mut response = ResponseBuilder::new()
                 .description(format!("{reason}: {}.", names.join(", ")))
                 .content("application/json", content)
-                .header("X-Request-Id", request_id_header())
-                .build();
-            (status, response)
+                .header("X-Request-Id", request_id_header());
+            if status == StatusCode::TOO_MANY_REQUESTS.as_u16() {
+                response = response.header("Retry-After", retry_after_header());
+            }
+            (status, response.build())
         })
         .collect()
 }
@@ -644,6 +664,40 @@ fn request_id_header() -> utoipa::openapi::header::Header {
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some("The request's id: the client's `X-Request-Id` if it is a sane token, else a new one."))
         .build()
+}
+
+fn retry_after_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
+        .description(Some("Seconds to wait before the next request is allowed."))
+        .build()
+}
+
+/// The two ways of sending a key, as security schemes.
+fn security_schemes() -> [(&'static str, SecurityScheme); 2] {
+    let bearer = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("pw_ and 64 hex digits")
+        .description(Some("An API key: `Authorization: Bearer pw_...`."))
+        .build();
+    let header = ApiKeyValue::with_description("X-API-Key", "An API key: `X-API-Key: pw_...`.");
+    [(BEARER_SCHEME, SecurityScheme::Http(bearer)), (HEADER_SCHEME, SecurityScheme::ApiKey(ApiKey::Header(header)))]
+}
+
+/// The security requirements of a route: either way of sending a key (each
+/// scheme is a requirement of its own: one of them is enough), none for a
+/// public route, and "none or a key" for one that needs a key only in some
+/// configurations (`/metrics`).
+fn security_of(method: &warp::http::Method, path: &str) -> Option<(Vec<SecurityRequirement>, super::auth::Role)> {
+    let by_default = super::auth::required_role(method, path, true);
+    let at_most = super::auth::required_role(method, path, false)?;
+    let either = [BEARER_SCHEME, HEADER_SCHEME].map(|s| SecurityRequirement::new(s, Vec::<String>::new()));
+    let mut requirements = Vec::new();
+    if by_default.is_none() {
+        requirements.push(SecurityRequirement::default());
+    }
+    requirements.extend(either);
+    Some((requirements, at_most))
 }
 
 /// The OpenAPI document.
@@ -673,8 +727,16 @@ pub fn document() -> OpenApi {
             HttpMethod::Delete => warp::http::Method::DELETE,
             _ => warp::http::Method::GET,
         };
-        if super::auth::required_role(&method, op.path, false).is_some() {
+        let security = security_of(&method, op.path);
+        let mut description = op.description.to_string();
+        if let Some((requirements, role)) = &security {
             errors.extend([ErrorCode::Unauthenticated, ErrorCode::Forbidden]);
+            let when = if requirements.iter().any(|r| *r == SecurityRequirement::default()) {
+                " when `auth.metrics_public = false`"
+            } else {
+                ""
+            };
+            description.push_str(&format!("\n\nNeeds a key with the `{}` role{when}.", role.as_str()));
         }
         errors.push(ErrorCode::RateLimited);
         for (status, r) in error_responses(&errors, instance_route) {
@@ -684,8 +746,9 @@ pub fn document() -> OpenApi {
             .tag(op.tag)
             .operation_id(Some(op.id))
             .summary(Some(op.summary))
-            .description(Some(op.description))
+            .description(Some(description))
             .parameters(Some(op.params))
+            .securities(security.map(|(requirements, _)| requirements))
             .responses(responses.build());
         if let Some(body) = op.body {
             let content = ContentBuilder::new()
@@ -714,7 +777,14 @@ pub fn document() -> OpenApi {
                 .license(Some(utoipa::openapi::info::LicenseBuilder::new().name("MIT OR Apache-2.0").build())),
         )
         .paths(paths)
-        .components(Some(ComponentsBuilder::new().schemas_from_iter(schemas()).build()))
+        .components(Some(
+            security_schemes()
+                .into_iter()
+                .fold(ComponentsBuilder::new().schemas_from_iter(schemas()), |c, (name, scheme)| {
+                    c.security_scheme(name, scheme)
+                })
+                .build(),
+        ))
         .tags(Some([
             tag("service", "Health, readiness, metrics and this document."),
             tag("networks", "The configured BACnet/IP networks."),
@@ -1215,6 +1285,46 @@ mod tests {
             if op.get("requestBody").is_some() {
                 assert!(["PUT", "POST"].contains(&method.as_str()));
             }
+        }
+    }
+
+    #[test]
+    fn routes_that_need_a_key_say_how_to_send_it() {
+        let doc = doc();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(
+            (&schemes[BEARER_SCHEME]["type"], &schemes[BEARER_SCHEME]["scheme"]),
+            (&json!("http"), &json!("bearer"))
+        );
+        assert_eq!(
+            (&schemes[HEADER_SCHEME]["type"], &schemes[HEADER_SCHEME]["in"], &schemes[HEADER_SCHEME]["name"]),
+            (&json!("apiKey"), &json!("header"), &json!("X-API-Key"))
+        );
+        let both: BTreeSet<String> = [BEARER_SCHEME, HEADER_SCHEME].iter().map(|s| s.to_string()).collect();
+        for (method, path, op) in operations_of(&doc) {
+            let m: warp::http::Method = method.parse().expect("a method");
+            let by_default = super::super::auth::required_role(&m, &path, true);
+            let at_most = super::super::auth::required_role(&m, &path, false);
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            let optional = security.contains(&json!({}));
+            match (by_default, at_most) {
+                (None, None) => assert!(security.is_empty(), "{method} {path} is public: {security:?}"),
+                (None, Some(_)) => assert!(optional, "{method} {path}: a key is optional"),
+                (Some(_), _) => assert!(!optional, "{method} {path} needs a key"),
+            }
+            if let Some(role) = at_most {
+                let names: BTreeSet<String> =
+                    security.iter().filter_map(|r| r.as_object()).flat_map(|r| r.keys().cloned()).collect();
+                assert_eq!(names, both, "{method} {path}: either way of sending a key");
+                let needs = format!("Needs a key with the `{}` role", role.as_str());
+                assert!(op["description"].as_str().is_some_and(|d| d.contains(&needs)), "{method} {path}: {needs}");
+                assert!(
+                    op["responses"].get("401").is_some() && op["responses"].get("403").is_some(),
+                    "{method} {path}"
+                );
+            }
+            let retry_after = &op["responses"]["429"]["headers"]["Retry-After"];
+            assert_eq!(retry_after["schema"]["type"], "integer", "{method} {path}: 429 has Retry-After");
         }
     }
 
