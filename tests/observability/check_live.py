@@ -4,6 +4,7 @@
     check_live.py metrics URL                     # print /metrics (for promtool)
     check_live.py traffic --api URL --keys FILE   # realistic API traffic
     check_live.py queries --prometheus URL        # every dashboard query has data
+    check_live.py expect --prometheus URL ...     # queries that must (not) return series
 
 `traffic` sends what a plant's users and scripts send: reads with a read key,
 a write and its relinquish with the operator key, and the mistakes that the
@@ -17,9 +18,14 @@ this address.
 
 `queries` takes every query of every dashboard (check_dashboards.queries),
 gives each template variable the value Grafana would show first (label
-values from Prometheus, in the variable's sort order), replaces Grafana's
-built-in intervals, runs it at Prometheus' /api/v1/query and fails, listing
-them all, for every query that returns no series or only NaN.
+values from Prometheus, in the variable's sort order) or the one given with
+--var, replaces Grafana's built-in intervals, runs it at Prometheus'
+/api/v1/query and fails, listing them all, for every query that returns no
+series or only NaN.
+
+`expect` checks expressions that must return series (--some) or none
+(--none), e.g. the ALERTS of the alert rules that a plant with an offline
+device must show and those it must not.
 
 The keys FILE is the demo's stdout: the `admin key: `, `operator key: ` and
 `read key: ` lines are read from it.
@@ -243,8 +249,11 @@ def sort_values(values: list[str], sort: int) -> list[str]:
     return orders.get(sort, list)(values)
 
 
-def resolve_variables(prom: Prometheus, d: dict, builtins: dict[str, str]) -> dict[str, str]:
-    """The value Grafana shows first for each variable of `d`."""
+def resolve_variables(prom: Prometheus, d: dict, builtins: dict[str, str],
+                      given: dict[str, str] | None = None) -> dict[str, str]:
+    """The value Grafana shows first for each variable of `d`, or the one
+    `given` (which must be one of the values Grafana would offer)."""
+    given = given or {}
     values: dict[str, str] = {}
     for v in dash.variables(d):
         name = v["name"]
@@ -257,6 +266,11 @@ def resolve_variables(prom: Prometheus, d: dict, builtins: dict[str, str]) -> di
                 found = [x for x in found if re.search(v["regex"].strip("/"), x)]
             if not found:
                 raise LookupError(f"variable {name}: label_values({selector or ''}, {label}) found nothing")
+            if name in given:
+                if given[name] not in found:
+                    raise LookupError(f"variable {name}: {given[name]!r} is not among its values {found}")
+                values[name] = given[name]
+                continue
             current = (v.get("current") or {}).get("value")
             values[name] = current if current in found else found[0]
         elif v["type"] in ("custom", "constant", "textbox"):
@@ -283,6 +297,7 @@ def run_queries(args) -> int:
     builtins = {"__rate_interval": args.rate_interval, "__interval": args.interval, "__range": args.range,
                 "__range_s": str(int(parse_duration(args.range))), "__range_ms": str(int(parse_duration(args.range) * 1000)),
                 "__interval_ms": str(int(parse_duration(args.interval) * 1000))}
+    given = dict(v.split("=", 1) for v in args.var)
     files = args.dashboards or sorted(dash.DASHBOARDS.glob("*.json"))
     deadline = time.monotonic() + args.retry_for
     while True:
@@ -290,7 +305,7 @@ def run_queries(args) -> int:
         for path in files:
             d = dash.load(path)
             try:
-                values = resolve_variables(prom, d, builtins)
+                values = resolve_variables(prom, d, builtins, given)
             except (LookupError, ValueError, RuntimeError) as e:
                 problems.append(f"{path.name}: {e}")
                 continue
@@ -319,6 +334,29 @@ def run_queries(args) -> int:
         return 1
     print(f"queries: all {checked} dashboard queries return data ({series} series)")
     return 0
+
+
+def run_expect(args) -> int:
+    prom = Prometheus(args.prometheus)
+    deadline = time.monotonic() + args.retry_for
+    while True:
+        problems = []
+        for expr in args.some:
+            if not prom.query(expr)["result"]:
+                problems.append(f"no series, expected some: {expr}")
+        for expr in args.none:
+            result = prom.query(expr)["result"]
+            if result:
+                shown = "; ".join(json.dumps(r["metric"], sort_keys=True) for r in result[:5])
+                problems.append(f"{len(result)} series, expected none: {expr}: {shown}")
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for p in problems:
+        print(f"expect: {p}", file=sys.stderr)
+    if not problems:
+        print(f"expect: {len(args.some)} expression(s) with series and {len(args.none)} without, as expected")
+    return 1 if problems else 0
 
 
 def parse_duration(text: str) -> float:
@@ -355,9 +393,17 @@ def main() -> int:
     q.add_argument("--range", default="1h", help="value of $__range (the dashboard's time range)")
     q.add_argument("--retry-for", type=float, default=10.0,
                    help="seconds to keep retrying while some queries have no data (scrapes still coming)")
+    q.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                   help="give a template variable this value instead of the first one")
     q.add_argument("dashboards", nargs="*", type=pathlib.Path)
+    e = sub.add_parser("expect", help="check expressions that must or must not return series")
+    e.add_argument("--prometheus", required=True, help="base URL of Prometheus")
+    e.add_argument("--some", action="append", default=[], metavar="EXPR", help="must return series")
+    e.add_argument("--none", action="append", default=[], metavar="EXPR", help="must return no series")
+    e.add_argument("--retry-for", type=float, default=15.0, help="seconds to keep retrying")
     args = ap.parse_args()
-    return {"metrics": run_metrics, "traffic": run_traffic, "queries": run_queries}[args.command](args)
+    commands = {"metrics": run_metrics, "traffic": run_traffic, "queries": run_queries, "expect": run_expect}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
