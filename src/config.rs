@@ -56,6 +56,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub supervision: SupervisionConfig,
     pub cors: CorsConfig,
+    pub metrics: MetricsConfig,
     #[serde(rename = "network", default)]
     pub networks: Vec<NetworkConfig>,
 }
@@ -143,6 +144,13 @@ impl fmt::Display for LogFormat {
             LogFormat::Json => "json",
         })
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Point values exported as `plantwatch_point_value` at most; the rest are counted.
+    pub max_points: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

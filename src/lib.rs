@@ -21,6 +21,7 @@ pub mod check_config;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod service;
 pub mod simulate;
 pub mod store_commands;

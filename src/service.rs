@@ -130,6 +130,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandError> {
     let http = http_settings(&config)?;
+    // Before any transport starts, so that their request metrics are recorded.
+    crate::metrics::install();
     let store = open_store(&config).await?;
     let directory = Directory::default();
     let loaded =
@@ -153,6 +155,7 @@ pub async fn run(
         ready: ready.clone(),
         security: security(&config, &store).await?,
         http,
+        max_points: config.metrics.max_points,
     };
     let (stop_api, api_stopped) = watch::channel(());
     let api = tokio::spawn(api::serve(listener, state.clone(), wait(api_stopped)));

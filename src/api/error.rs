@@ -258,7 +258,10 @@ impl Reply for ApiError {
             "request_id": super::request_id(),
             "details": self.details,
         }});
-        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        // For the access log's metrics: the code without parsing the body.
+        resp.extensions_mut().insert(self.code);
+        resp
     }
 }
 

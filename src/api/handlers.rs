@@ -436,6 +436,7 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
                 Some(json!({"message": e.message})),
             );
             state.store.append_audit(record).await.map_err(ApiError::store)?;
+            crate::metrics::write(&s.network, "invalid");
             return Err(e);
         }
     };
@@ -459,6 +460,7 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
     let record = audit_record(key_id, i, o, w.property, w.priority, p.value.as_ref(), &given, outcome, error);
     // Flushed before the answer: an acknowledged write always has its record.
     state.store.append_audit(record).await.map_err(ApiError::store)?;
+    crate::metrics::write(&s.network, outcome);
     let done = result?;
     info!(device = i, object = %o, priority = ?w.priority, outcome, "write");
     Ok(json!({

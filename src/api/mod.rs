@@ -84,6 +84,8 @@ pub struct ApiState {
     /// TLS, CORS and trusted proxies; `HttpSettings::default()`: plain HTTP, no CORS.
     pub http: HttpSettings,
     pub security: Security,
+    /// Point values exported at `/metrics` at most (`metrics.max_points`).
+    pub max_points: usize,
 }
 
 /// Authentication and rate limits.
@@ -274,13 +276,15 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let json_body = warp::body::content_length_limit(MAX_BODY).and(warp::body::json::<serde_json::Value>());
     let health = warp::path!("health").and(warp::get()).map(|| reply(Ok(handlers::health())));
     let ready = warp::path!("ready").and(warp::get()).and(st.clone()).map(|s: ApiState| reply(handlers::ready(&s)));
-    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
-        warp::reply::with_header(
-            "# plantwatch: metrics are exported with the observability work\n",
-            "content-type",
-            "text/plain; version=0.0.4",
-        )
-        .into_response()
+    let metrics = warp::path!("metrics").and(warp::get()).and(st.clone()).then(|s: ApiState| async move {
+        // Reading the store's stats and formatting thousands of series is
+        // blocking work: keep it off the async workers.
+        match tokio::task::spawn_blocking(move || crate::metrics::render(&s)).await {
+            Ok(text) => warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response(),
+            Err(e) => {
+                ApiError::new(error::ErrorCode::Internal, format!("rendering metrics failed: {e}")).into_response()
+            }
+        }
     });
     let networks = warp::path!("api" / "v1" / "networks")
         .and(warp::get())
@@ -411,6 +415,7 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
             let client = client_ip(peer, req.headers(), &http.trusted_proxies);
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route, %peer, %client);
             let started = Instant::now();
+            let method = req.method().clone();
             // A CORS preflight carries no credentials: it is answered before
             // authentication (inside the request's scope, for its request id).
             let is_preflight = headers::preflight(&http, req.method(), req.headers()).is_some();
@@ -449,9 +454,14 @@ pub async fn serve(listener: TcpListener, state: ApiState, shutdown: impl Future
                         if let Some(v) = &verdict {
                             rate_headers(&mut resp, v);
                         }
+                        let elapsed = started.elapsed();
+                        crate::metrics::http_request(route, &method, resp.status().as_u16(), elapsed);
+                        if let Some(code) = resp.extensions().get::<error::ErrorCode>() {
+                            crate::metrics::http_error(code.as_str());
+                        }
                         info!(
                             status = resp.status().as_u16(),
-                            duration_ms = started.elapsed().as_millis() as u64,
+                            duration_ms = elapsed.as_millis() as u64,
                             key_id,
                             "request"
                         );

@@ -54,6 +54,16 @@ pub async fn serve_api_with(
     networks: Vec<NetworkInfo>,
     make: impl FnOnce(&Store) -> Security,
 ) -> App {
+    serve_api_full(handle, networks, make, 25_000).await
+}
+
+/// Serves the API with the security `make` builds and `max_points` point values at /metrics.
+pub async fn serve_api_full(
+    handle: PlantHandle,
+    networks: Vec<NetworkInfo>,
+    make: impl FnOnce(&Store) -> Security,
+    max_points: usize,
+) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&StoreConfig::new(dir.path().join("store"))).expect("store");
     let state = ApiState {
@@ -64,6 +74,7 @@ pub async fn serve_api_with(
         ready: Arc::new(AtomicBool::new(true)),
         security: make(&store),
         http: api::HttpSettings::default(),
+        max_points,
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -8,6 +8,8 @@
 //!   mutated frames).
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
+//! - `metrics`: `GET /metrics` against a plant: well-formed, documented,
+//!   equal to what the API shows, the point cap.
 //! - `openapi`: the OpenAPI document against the running API: every answer
 //!   matches the document, the documented filters are the ones taken.
 //! - `plant`: the supervision tree against the simulator: enrolment, polling,
@@ -23,6 +25,7 @@ mod decode;
 mod golden;
 mod http;
 mod interop;
+mod metrics;
 mod openapi;
 mod plant;
 mod service;

@@ -212,6 +212,7 @@ async fn spawn_app(
         ready: Arc::new(AtomicBool::new(true)),
         security: plantwatch::api::Security::open(),
         http: api::HttpSettings::default(),
+        max_points: 25_000,
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -4,7 +4,6 @@
 //! Actor names are global in a process, so every test uses its own device
 //! instances and network name.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,7 +337,7 @@ async fn supervision_gives_up_past_the_restart_intensity() {
     }
     assert!(dir.wait_for(WAIT, |d| d.get(2701).map(|s| s.status) == Some(DeviceStatus::Failed)).await);
     assert_eq!(actor_id(2701), None, "a failed device has no actor");
-    assert_eq!(plant.handle.stats.device_give_ups.load(Ordering::Relaxed), 1);
+    assert_eq!(plant.handle.stats.snapshot().device_give_ups, 1);
     // still visible, with its last values; the neighbour is fine
     assert!(dir.get(2701).expect("visible").points.iter().all(|p| p.value.is_some()));
     assert_eq!(dir.get(2702).map(|s| s.status), Some(DeviceStatus::Online));

@@ -81,6 +81,36 @@ pub mod service {
     pub const WHO_IS: u8 = 8;
 }
 
+/// The name of a confirmed service choice (clause 21), for metrics and logs.
+pub fn confirmed_service_name(choice: u8) -> &'static str {
+    match choice {
+        0 => "acknowledge-alarm",
+        1 => "confirmed-cov-notification",
+        2 => "confirmed-event-notification",
+        3 => "get-alarm-summary",
+        4 => "get-enrollment-summary",
+        5 => "subscribe-cov",
+        6 => "atomic-read-file",
+        7 => "atomic-write-file",
+        8 => "add-list-element",
+        9 => "remove-list-element",
+        10 => "create-object",
+        11 => "delete-object",
+        12 => "read-property",
+        14 => "read-property-multiple",
+        15 => "write-property",
+        16 => "write-property-multiple",
+        17 => "device-communication-control",
+        18 => "confirmed-private-transfer",
+        19 => "confirmed-text-message",
+        20 => "reinitialize-device",
+        26 => "read-range",
+        28 => "subscribe-cov-property",
+        29 => "get-event-information",
+        _ => "other",
+    }
+}
+
 /// Bit positions in Protocol_Services_Supported (BACnetServicesSupported).
 pub mod services_supported {
     pub const CONFIRMED_COV_NOTIFICATION: usize = 1;
@@ -224,11 +254,13 @@ pub fn parse_property(s: &str) -> Result<u32, ParseError> {
     .ok_or_else(|| ParseError(format!("unknown property '{s}'")))
 }
 
+/// The standard error classes (BACnetErrorClass), by number.
+pub const ERROR_CLASSES: [&str; 8] =
+    ["device", "object", "property", "resources", "security", "services", "vt", "communication"];
+
 /// Error classes (BACnetErrorClass).
 pub fn error_class_name(class: u32) -> String {
-    const NAMES: [&str; 8] =
-        ["device", "object", "property", "resources", "security", "services", "vt", "communication"];
-    NAMES.get(class as usize).map_or_else(|| class.to_string(), |s| (*s).to_string())
+    ERROR_CLASSES.get(class as usize).map_or_else(|| class.to_string(), |s| (*s).to_string())
 }
 
 /// Error codes (BACnetErrorCode) that devices commonly send.

@@ -153,6 +153,9 @@ pub enum DeviceMessage {
         object: ObjectId,
         value: Option<Value>,
     },
+    /// A live read or a write failed: counted in the snapshot's errors.
+    #[doc(hidden)]
+    Failed(&'static str),
 }
 
 /// The outcome of one request of a poll.
@@ -225,6 +228,7 @@ pub struct DeviceState {
     probing: bool,
     probe_attempt: u32,
     probe_at: Instant,
+    poll_started: Instant,
     revision_at: Instant,
     cov_renew_at: Option<Instant>,
     writes: VecDeque<QueuedWrite>,
@@ -286,6 +290,7 @@ impl Actor for DeviceActor {
             probing: false,
             probe_attempt: 0,
             probe_at: now,
+            poll_started: now,
             revision_at: now + revision_every,
             cov_renew_at: None,
             writes: VecDeque::new(),
@@ -351,6 +356,10 @@ impl Actor for DeviceActor {
             DeviceMessage::Probed(result) => state.on_probed(result),
             DeviceMessage::Revision(result) => state.on_revision(result),
             DeviceMessage::Subscribed { object, result } => state.on_subscribed(object, result),
+            DeviceMessage::Failed(label) => {
+                state.snap.count_error(label);
+                state.publish();
+            }
             DeviceMessage::WriteDone { object, value } => {
                 state.writing = false;
                 if let (Some(v), Some(p)) = (value, state.snap.point_mut(object)) {
@@ -488,6 +497,7 @@ impl DeviceState {
             Err(e) => {
                 // Whatever the cause, enrolment is tried again after the probe back-off.
                 warn!(device = self.instance(), error = %e, "enrolment failed");
+                self.snap.count_error(error_label(&e));
                 schedule::failed(&mut self.snap, &[], &e, self.settings.offline_after, now);
                 self.snap.status = DeviceStatus::Offline;
                 self.schedule_probe();
@@ -507,6 +517,7 @@ impl DeviceState {
 
     fn start_poll(&mut self, myself: &ActorRef<DeviceMessage>, batches: Vec<Vec<ObjectId>>) {
         self.polling = true;
+        self.poll_started = Instant::now();
         let (t, to, rpm, me) = (self.transport.clone(), self.address(), self.snap.use_rpm, myself.clone());
         tokio::spawn(async move {
             let outcomes = poll(&t, to, batches, rpm).await;
@@ -521,6 +532,11 @@ impl DeviceState {
         for o in outcomes {
             match o {
                 Outcome::Rpm { result: Ok(results), .. } => {
+                    for r in &results {
+                        if let (property::PRESENT_VALUE, Err(e)) = (r.property.property, &r.value) {
+                            self.snap.count_error(error_class_label(e.class));
+                        }
+                    }
                     schedule::apply_results(&mut self.snap, &results, now);
                     self.record(
                         results.iter().filter(|r| r.property.property == property::PRESENT_VALUE).map(|r| r.object),
@@ -529,6 +545,7 @@ impl DeviceState {
                 }
                 Outcome::Rpm { objects, result: Err(e) } => {
                     ok = false;
+                    self.snap.count_error(error_label(&e));
                     if refuses_rpm(&e) {
                         warn!(device = self.instance(), error = %e, "ReadPropertyMultiple refused; falling back to ReadProperty");
                         self.snap.use_rpm = false;
@@ -556,6 +573,7 @@ impl DeviceState {
                     self.record(std::iter::once(object), now);
                 }
                 Outcome::Rp { object, result: Err(BacnetError::Error(e)) } => {
+                    self.snap.count_error(error_class_label(e.class));
                     if let Some(p) = self.snap.point_mut(object) {
                         schedule::set_error(p, e, now);
                     }
@@ -563,14 +581,17 @@ impl DeviceState {
                 }
                 Outcome::Rp { object, result: Err(e) } => {
                     ok = false;
+                    self.snap.count_error(error_label(&e));
                     if self.poll_failed(&[object], &e, now) {
                         break;
                     }
                 }
             }
         }
+        self.snap.last_poll_ms = Some(u64::try_from(self.poll_started.elapsed().as_millis()).unwrap_or(u64::MAX));
         if ok {
             self.snap.counters.polls_ok += 1;
+            self.snap.last_poll_ok_at = Some(now);
         } else {
             self.snap.counters.polls_failed += 1;
         }
@@ -734,8 +755,14 @@ impl DeviceState {
         tokio::spawn(
             async move {
                 let r = t.read_property(to, object, PropertyRef::new(property)).await;
-                if let (Ok(v), property::PRESENT_VALUE) = (&r, property) {
-                    let _ = me.send_message(DeviceMessage::WriteDone { object, value: Some(v.clone()) });
+                match (&r, property) {
+                    (Ok(v), property::PRESENT_VALUE) => {
+                        let _ = me.send_message(DeviceMessage::WriteDone { object, value: Some(v.clone()) });
+                    }
+                    (Ok(_), _) => {}
+                    (Err(e), _) => {
+                        let _ = me.send_message(DeviceMessage::Failed(error_label(e)));
+                    }
                 }
                 let _ = reply.send(r.map_err(DeviceError::from));
             }
@@ -774,6 +801,9 @@ impl DeviceState {
                     Ok(o) => info!(device = instance, %object, active_priority = ?o.active_priority, "write done"),
                     Err(e) => info!(device = instance, %object, error = %e, "write failed"),
                 }
+                if let Err(e) = &r {
+                    let _ = me.send_message(DeviceMessage::Failed(error_label(e)));
+                }
                 let value = r.as_ref().ok().and_then(|o| o.present_value.clone());
                 let _ = reply.send(r.map_err(DeviceError::from));
                 // WriteDone also frees the queue when the write failed.
@@ -805,6 +835,23 @@ impl DeviceState {
             let _ = self.history.try_send(row);
         }
     }
+}
+
+/// The label a failed request is counted under in [`DeviceSnapshot::errors`].
+pub fn error_label(e: &BacnetError) -> &'static str {
+    match e {
+        BacnetError::Error(e) => error_class_label(e.class),
+        BacnetError::Timeout { .. } => "timeout",
+        BacnetError::Reject { .. } => "reject",
+        BacnetError::Abort { .. } => "abort",
+        BacnetError::Decode(_) => "malformed",
+        BacnetError::Encode(_) | BacnetError::Io(_) | BacnetError::Closed => "local",
+    }
+}
+
+/// A BACnet error class as a label; reserved and proprietary classes are `other`.
+fn error_class_label(class: u32) -> &'static str {
+    crate::bacnet::types::ERROR_CLASSES.get(class as usize).copied().unwrap_or("other")
 }
 
 fn refuses_rpm(e: &BacnetError) -> bool {

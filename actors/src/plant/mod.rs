@@ -141,16 +141,71 @@ impl Directory {
     }
 }
 
-/// Why supervisors restarted or gave up, counted (exported as metrics).
+/// Why a supervisor saw a child fail; a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// A device actor panicked.
+    Panic,
+    /// A device actor's handler returned an error.
+    Error,
+    /// A device actor stopped beating and was killed.
+    Frozen,
+    /// A network supervisor failed (its transport stopped).
+    Failed,
+    /// A network supervisor did not start (e.g. its address is in use).
+    Start,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 5] = [
+        FailureReason::Panic,
+        FailureReason::Error,
+        FailureReason::Frozen,
+        FailureReason::Failed,
+        FailureReason::Start,
+    ];
+
+    /// `device` or `network`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            FailureReason::Panic | FailureReason::Error | FailureReason::Frozen => "device",
+            FailureReason::Failed | FailureReason::Start => "network",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Panic => "panic",
+            FailureReason::Error => "error",
+            FailureReason::Frozen => "frozen",
+            FailureReason::Failed => "failed",
+            FailureReason::Start => "start",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    restarts: AtomicU64,
+    give_ups: AtomicU64,
+}
+
+/// What the supervisors count for metrics: restarts and give-ups by reason,
+/// and per network the transport's counters and the heartbeat lag. Shared
+/// by the whole tree and kept across restarts, so counters only go up.
 #[derive(Debug, Default)]
 pub struct SupervisionStats {
-    pub device_panics: AtomicU64,
-    pub device_errors: AtomicU64,
-    pub device_frozen: AtomicU64,
-    pub device_restarts: AtomicU64,
-    pub device_give_ups: AtomicU64,
-    pub network_restarts: AtomicU64,
-    pub network_give_ups: AtomicU64,
+    tallies: [Tally; 5],
+    networks: RwLock<BTreeMap<String, Arc<NetworkStats>>>,
+}
+
+/// One network's counters, kept across restarts of its supervisor.
+#[derive(Debug, Default)]
+pub struct NetworkStats {
+    pub transport: Arc<crate::transport::Stats>,
+    /// The longest a running device actor of this network has not beaten
+    /// its heartbeat, at the last check: how far behind its mailbox is.
+    pub heartbeat_age_ms: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -165,16 +220,50 @@ pub struct SupervisionSnapshot {
 }
 
 impl SupervisionStats {
+    /// Counts a failure and what the supervisor did about it.
+    pub fn record(&self, reason: FailureReason, restarted: bool) {
+        let t = &self.tallies[reason as usize];
+        let counter = if restarted { &t.restarts } else { &t.give_ups };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (reason, restarts, give-ups) for every reason.
+    pub fn by_reason(&self) -> [(FailureReason, u64, u64); 5] {
+        FailureReason::ALL.map(|r| {
+            let t = &self.tallies[r as usize];
+            (r, t.restarts.load(Ordering::Relaxed), t.give_ups.load(Ordering::Relaxed))
+        })
+    }
+
+    /// The counters of network `name`, made on first use.
+    pub fn network(&self, name: &str) -> Arc<NetworkStats> {
+        if let Some(n) = self.networks.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name) {
+            return n.clone();
+        }
+        let mut map = self.networks.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Every network's counters, by name.
+    pub fn networks(&self) -> Vec<(String, Arc<NetworkStats>)> {
+        let map = self.networks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub fn snapshot(&self) -> SupervisionSnapshot {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let by = self.by_reason();
+        let total = |r: FailureReason| by[r as usize].1 + by[r as usize].2;
+        let sum = |kind: &str, pick: fn(&(FailureReason, u64, u64)) -> u64| {
+            by.iter().filter(|t| t.0.kind() == kind).map(pick).sum()
+        };
         SupervisionSnapshot {
-            device_panics: g(&self.device_panics),
-            device_errors: g(&self.device_errors),
-            device_frozen: g(&self.device_frozen),
-            device_restarts: g(&self.device_restarts),
-            device_give_ups: g(&self.device_give_ups),
-            network_restarts: g(&self.network_restarts),
-            network_give_ups: g(&self.network_give_ups),
+            device_panics: total(FailureReason::Panic),
+            device_errors: total(FailureReason::Error),
+            device_frozen: total(FailureReason::Frozen),
+            device_restarts: sum("device", |t| t.1),
+            device_give_ups: sum("device", |t| t.2),
+            network_restarts: sum("network", |t| t.1),
+            network_give_ups: sum("network", |t| t.2),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! changes, and the store keeps the latest so that a restart serves
 //! last-known values at once.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,14 @@ pub enum DeviceStatus {
 }
 
 impl DeviceStatus {
+    pub const ALL: [DeviceStatus; 5] = [
+        DeviceStatus::Enrolling,
+        DeviceStatus::Online,
+        DeviceStatus::Degraded,
+        DeviceStatus::Offline,
+        DeviceStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Enrolling => "enrolling",
@@ -167,6 +176,16 @@ pub struct DeviceSnapshot {
     pub consecutive_timeouts: u32,
     pub counters: DeviceCounters,
     pub cov_subscriptions: u32,
+    /// When the last poll round finished without a failed request.
+    #[serde(default)]
+    pub last_poll_ok_at: Option<Millis>,
+    /// How long the last poll round took.
+    #[serde(default)]
+    pub last_poll_ms: Option<u64>,
+    /// Failed requests and point reads that answered an error, by BACnet
+    /// error class or `timeout`, `reject`, `abort`, `malformed`, `local`.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl DeviceSnapshot {
@@ -187,6 +206,9 @@ impl DeviceSnapshot {
             consecutive_timeouts: 0,
             counters: DeviceCounters::default(),
             cov_subscriptions: 0,
+            last_poll_ok_at: None,
+            last_poll_ms: None,
+            errors: BTreeMap::new(),
         }
     }
 
@@ -200,6 +222,16 @@ impl DeviceSnapshot {
 
     pub fn point_mut(&mut self, object: ObjectId) -> Option<&mut Point> {
         self.points.binary_search_by_key(&object, |p| p.object).ok().map(move |i| &mut self.points[i])
+    }
+
+    /// Counts an error under `label` (see [`DeviceSnapshot::errors`]).
+    pub fn count_error(&mut self, label: &str) {
+        match self.errors.get_mut(label) {
+            Some(n) => *n += 1,
+            None => {
+                self.errors.insert(label.to_string(), 1);
+            }
+        }
     }
 
     /// The device's name: the configured label, else its Object_Name.

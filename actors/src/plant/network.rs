@@ -5,7 +5,6 @@
 //! and gives up on a device past the restart intensity.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use tracing::{error, info, warn};
 use super::device::{DeviceActor, DeviceArgs, DeviceMessage, DeviceSettings, Heartbeat};
 use super::model::DeviceStatus;
 use super::restart::{Decision, RestartPolicy, RestartTracker};
-use super::{device_name, Directory, HistoryRecord, SupervisionStats};
+use super::{device_name, Directory, FailureReason, HistoryRecord, NetworkStats, SupervisionStats};
 use crate::bacnet::types::Address;
 use crate::transport::{Transport, TransportConfig, Unsolicited};
 
@@ -95,6 +94,7 @@ struct Discovery {
 pub struct NetworkState {
     args: NetworkArgs,
     transport: Transport,
+    counters: Arc<NetworkStats>,
     children: BTreeMap<u32, Child>,
     by_id: HashMap<ActorId, u32>,
     discoveries: HashMap<u64, Discovery>,
@@ -115,9 +115,11 @@ impl Actor for NetworkSupervisor {
         args: NetworkArgs,
     ) -> Result<NetworkState, ActorProcessingErr> {
         let s = &args.settings;
-        let (transport, mut unsolicited) = Transport::bind(s.transport.clone())
-            .await
-            .map_err(|e| format!("network {}: cannot bind {}: {e}", s.name, s.transport.bind))?;
+        let counters = args.stats.network(&s.name);
+        let (transport, mut unsolicited) =
+            Transport::bind_metered(s.transport.clone(), counters.transport.clone(), &s.name)
+                .await
+                .map_err(|e| format!("network {}: cannot bind {}: {e}", s.name, s.transport.bind))?;
         info!(network = %s.name, local = %transport.local_addr(), devices = s.devices.len(), "network up");
         let me = myself.clone();
         // The pump ends when the transport task does: then the network restarts.
@@ -147,6 +149,7 @@ impl Actor for NetworkSupervisor {
             .collect();
         Ok(NetworkState {
             transport,
+            counters,
             children,
             by_id: HashMap::new(),
             discoveries: HashMap::new(),
@@ -260,20 +263,19 @@ impl Actor for NetworkSupervisor {
         let stats = state.args.stats.clone();
         let Some(child) = state.children.get_mut(&instance) else { return Ok(()) };
         child.actor = None;
-        let counter = if child.frozen {
-            &stats.device_frozen
+        let failure = if child.frozen {
+            FailureReason::Frozen
         } else if why.starts_with("panic") {
-            &stats.device_panics
+            FailureReason::Panic
         } else {
-            &stats.device_errors
+            FailureReason::Error
         };
-        counter.fetch_add(1, Ordering::Relaxed);
         let reason = if child.frozen { "frozen: no heartbeat".to_string() } else { why };
         child.frozen = false;
         match child.tracker.on_failure(&state.args.settings.restart, Instant::now()) {
             Decision::RestartAfter(delay) => {
                 warn!(device = instance, %reason, ?delay, "device actor failed; restarting");
-                stats.device_restarts.fetch_add(1, Ordering::Relaxed);
+                stats.record(failure, true);
                 if let Some(snap) = state.args.directory.get(instance) {
                     let mut s = (*snap).clone();
                     s.counters.restarts += 1;
@@ -284,7 +286,7 @@ impl Actor for NetworkSupervisor {
             }
             Decision::GiveUp => {
                 error!(device = instance, %reason, "device actor failed too often; giving up");
-                stats.device_give_ups.fetch_add(1, Ordering::Relaxed);
+                stats.record(failure, false);
                 state.args.directory.set_status(instance, DeviceStatus::Failed);
             }
         }
@@ -349,14 +351,19 @@ impl NetworkState {
 
     fn check_heartbeats(&mut self) {
         let timeout = self.args.settings.heartbeat_timeout;
+        let mut lag = Duration::ZERO;
         for (instance, child) in &mut self.children {
             if let Some(actor) = &child.actor {
-                if !child.frozen && child.heartbeat.silence() > timeout {
+                let silence = child.heartbeat.silence();
+                lag = lag.max(silence);
+                if !child.frozen && silence > timeout {
                     warn!(device = instance, ?timeout, "device actor frozen; killing it");
                     child.frozen = true;
                     actor.kill();
                 }
             }
         }
+        let lag_ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+        self.counters.heartbeat_age_ms.store(lag_ms, std::sync::atomic::Ordering::Relaxed);
     }
 }

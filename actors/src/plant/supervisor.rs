@@ -4,7 +4,6 @@
 //! intensity; past it, every device of that network is marked `failed`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tracing::{error, info, warn};
 use super::model::DeviceStatus;
 use super::network::{Found, NetworkArgs, NetworkMessage, NetworkSettings, NetworkSupervisor};
 use super::restart::{Decision, RestartPolicy, RestartTracker};
-use super::{network_name, Directory, HistoryRecord, PlantHandle, SupervisionStats};
+use super::{network_name, Directory, FailureReason, HistoryRecord, PlantHandle, SupervisionStats};
 
 pub struct PlantArgs {
     pub networks: Vec<Arc<NetworkSettings>>,
@@ -119,13 +118,13 @@ impl Actor for PlantSupervisor {
         match child.tracker.on_failure(&state.args.restart, Instant::now()) {
             Decision::RestartAfter(delay) => {
                 warn!(network = %name, %reason, ?delay, "network supervisor failed; restarting");
-                stats.network_restarts.fetch_add(1, Ordering::Relaxed);
+                stats.record(FailureReason::Failed, true);
                 let n = name.clone();
                 myself.send_after(delay, move || PlantMessage::Respawn(n));
             }
             Decision::GiveUp => {
                 error!(network = %name, %reason, "network failed too often; giving up");
-                stats.network_give_ups.fetch_add(1, Ordering::Relaxed);
+                stats.record(FailureReason::Failed, false);
                 for snap in state.args.directory.list() {
                     if snap.network == name {
                         state.args.directory.set_status(snap.instance, DeviceStatus::Failed);
@@ -154,15 +153,15 @@ impl PlantState {
             Err(e) => {
                 // A failed start (e.g. the address is in use) counts as a failure.
                 warn!(network = %name, error = %e, "network supervisor did not start");
-                self.args.stats.network_restarts.fetch_add(1, Ordering::Relaxed);
                 match child.tracker.on_failure(&self.args.restart, Instant::now()) {
                     Decision::RestartAfter(delay) => {
+                        self.args.stats.record(FailureReason::Start, true);
                         let n = name.to_string();
                         myself.send_after(delay, move || PlantMessage::Respawn(n));
                     }
                     Decision::GiveUp => {
                         error!(network = %name, "network did not start; giving up");
-                        self.args.stats.network_give_ups.fetch_add(1, Ordering::Relaxed);
+                        self.args.stats.record(FailureReason::Start, false);
                     }
                 }
             }

@@ -220,6 +220,8 @@ pub struct StoreStats {
     /// history tree is too large to count on every scrape).
     pub history_rows_recorded: u64,
     pub history_rows_pruned: u64,
+    /// Device snapshots written since the store was opened.
+    pub snapshots_written: u64,
 }
 
 /// What a backup or restore moved.
@@ -261,6 +263,7 @@ struct Inner {
     audit_last: Mutex<u64>,
     history_recorded: AtomicU64,
     history_pruned: AtomicU64,
+    snapshots_written: AtomicU64,
 }
 
 impl Inner {
@@ -451,6 +454,7 @@ impl Store {
                 audit_last: Mutex::new(audit_last),
                 history_recorded: AtomicU64::new(0),
                 history_pruned: AtomicU64::new(0),
+                snapshots_written: AtomicU64::new(0),
             }),
         })
     }
@@ -494,6 +498,7 @@ impl Store {
         })?;
         self.run("save_snapshot", move |s| {
             s.snapshots.insert(key, value).map_err(|e| s.storage(e))?;
+            s.snapshots_written.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
         .await
@@ -781,6 +786,7 @@ impl Store {
             audit_last_sequence: *s.audit_last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
             history_rows_recorded: s.history_recorded.load(Ordering::Relaxed),
             history_rows_pruned: s.history_pruned.load(Ordering::Relaxed),
+            snapshots_written: s.snapshots_written.load(Ordering::Relaxed),
         }
     }
 

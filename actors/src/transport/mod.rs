@@ -18,6 +18,7 @@
 //! unexpected frame is counted in [`Stats`] and dropped.
 
 pub mod invoke;
+pub mod meter;
 pub mod segment;
 
 use std::collections::{HashMap, VecDeque};
@@ -41,6 +42,7 @@ use crate::bacnet::services::{
 };
 use crate::bacnet::types::{abort_reason_name, error, property, reject_reason_name, service, Address, ObjectId};
 use invoke::InvokeIds;
+use meter::{Meter, Outcome};
 use segment::{Reassembly, Step};
 
 /// Settings of one network's transport.
@@ -205,6 +207,17 @@ impl Transport {
     /// Binds the socket and starts the transport task. Unsolicited frames
     /// arrive on the returned receiver.
     pub async fn bind(config: TransportConfig) -> io::Result<(Self, mpsc::Receiver<Unsolicited>)> {
+        Self::bind_metered(config, Arc::default(), "").await
+    }
+
+    /// Like [`Transport::bind`], counting into `stats` (kept by the caller,
+    /// so counts survive a new transport) and recording per-service metrics
+    /// labelled `network`.
+    pub async fn bind_metered(
+        config: TransportConfig,
+        stats: Arc<Stats>,
+        network: &str,
+    ) -> io::Result<(Self, mpsc::Receiver<Unsolicited>)> {
         let std_socket = std::net::UdpSocket::bind(config.bind)?;
         std_socket.set_nonblocking(true)?;
         if config.broadcast.is_some() {
@@ -218,8 +231,7 @@ impl Transport {
         let socket = UdpSocket::from_std(std_socket)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (unsolicited_tx, unsolicited_rx) = mpsc::channel(config.unsolicited_capacity.max(1));
-        let stats = Arc::new(Stats::default());
-        let task = Task::new(socket, sender, config, stats.clone(), unsolicited_tx);
+        let task = Task::new(socket, sender, config, stats.clone(), unsolicited_tx, Meter::new(network));
         tokio::spawn(task.run(rx));
         Ok((Self { commands, stats, local }, unsolicited_rx))
     }
@@ -345,6 +357,8 @@ impl Transport {
 
 struct Pending {
     service: u8,
+    /// When the first transmission went out (latency includes retries).
+    started: Instant,
     /// The whole datagram, kept for retransmission.
     frame: Vec<u8>,
     attempts: u32,
@@ -367,6 +381,7 @@ struct Task {
     sender: std::net::UdpSocket,
     config: TransportConfig,
     stats: Arc<Stats>,
+    meter: Meter,
     unsolicited: mpsc::Sender<Unsolicited>,
     ids: InvokeIds<Address>,
     pending: HashMap<Key, Pending>,
@@ -385,6 +400,7 @@ impl Task {
         config: TransportConfig,
         stats: Arc<Stats>,
         unsolicited: mpsc::Sender<Unsolicited>,
+        meter: Meter,
     ) -> Self {
         // An id that may see a late answer is held back for a whole
         // transaction's worth of time.
@@ -394,6 +410,7 @@ impl Task {
             sender,
             config,
             stats,
+            meter,
             unsolicited,
             ids: InvokeIds::new(quarantine),
             pending: HashMap::new(),
@@ -529,11 +546,13 @@ impl Task {
             frame.extend_from_slice(&q.payload);
             if let Err(e) = frame::finish(&mut frame) {
                 self.ids.release(q.to, invoke_id, false, now.into_std());
+                self.meter.record(q.service, Outcome::Failed, None);
                 let _ = q.reply.send(Err(e.into()));
                 continue;
             }
             if let Err(e) = self.send(&frame, q.to.ip) {
                 self.ids.release(q.to, invoke_id, false, now.into_std());
+                self.meter.record(q.service, Outcome::Failed, None);
                 let _ = q.reply.send(Err(e));
                 continue;
             }
@@ -544,6 +563,7 @@ impl Task {
                 key,
                 Pending {
                     service: q.service,
+                    started: now,
                     frame,
                     attempts: 1,
                     generation: self.generation,
@@ -560,7 +580,9 @@ impl Task {
     /// transmission may still arrive (`late`, or it was retransmitted).
     fn finish(&mut self, key: Key, result: Result<Answer, BacnetError>, late: bool) {
         if let Some(p) = self.pending.remove(&key) {
-            self.ids.release(key.0, key.1, late || p.attempts > 1, Instant::now().into_std());
+            let now = Instant::now();
+            self.ids.release(key.0, key.1, late || p.attempts > 1, now.into_std());
+            self.meter.record(p.service, Outcome::of(&result), Some(now - p.started));
             let _ = p.reply.send(result);
         }
         self.start_queued();

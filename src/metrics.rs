@@ -1,0 +1,316 @@
+//! Prometheus metrics at `GET /metrics` (docs/metrics.md).
+//!
+//! Two sources, rendered one after the other:
+//! - **events** (HTTP requests, BACnet requests and their latency, writes)
+//!   are recorded as they happen into the process's global recorder,
+//!   installed once by [`install`];
+//! - **state** (devices, points, supervision, transports, store, process) is
+//!   read at scrape time into a recorder made for that scrape, so series of
+//!   devices that are gone disappear and nothing stale accumulates.
+//!
+//! Every metric name is described exactly once, in [`describe_events`] or
+//! [`describe_state`].
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use plantwatch_actors::bacnet::types::units_name;
+use plantwatch_actors::plant::model::{DeviceStatus, Quality};
+use plantwatch_actors::transport::meter as bacnet;
+use tracing::warn;
+
+use crate::api::ApiState;
+
+pub const HTTP_REQUESTS: &str = "plantwatch_http_requests_total";
+pub const HTTP_DURATION: &str = "plantwatch_http_request_duration_seconds";
+pub const HTTP_ERRORS: &str = "plantwatch_http_errors_total";
+pub const WRITES: &str = "plantwatch_writes_total";
+
+/// HTTP latency buckets: cached reads take well under a millisecond, device
+/// calls up to the request timeout.
+const HTTP_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0];
+/// BACnet latency buckets: loopback answers in tens of microseconds, a
+/// timed-out request after apdu_timeout × (retries + 1).
+const BACNET_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0];
+
+/// How often histogram samples are folded into their buckets when nobody
+/// scrapes (otherwise they would pile up in memory).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static EVENTS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+fn builder() -> PrometheusBuilder {
+    // Both lists are constant and not empty, the only thing the builder checks.
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), &HTTP_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(bacnet::DURATION.to_string()), &BACNET_BUCKETS))
+        .expect("histogram bucket lists are constant and not empty")
+}
+
+/// Installs the process's recorder for event metrics (once; later calls
+/// return the same handle) and starts its upkeep thread.
+pub fn install() -> PrometheusHandle {
+    EVENTS
+        .get_or_init(|| {
+            let recorder = builder().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                warn!("a metrics recorder was already installed; event metrics go there, not to /metrics");
+            }
+            describe_events();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded at scrape time only");
+            }
+            handle
+        })
+        .clone()
+}
+
+fn describe_events() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to answer an HTTP request, by route template and method.");
+    describe_counter!(HTTP_ERRORS, "HTTP error answers, by stable error code (docs/errors.md).");
+    describe_counter!(WRITES, "WriteProperty and relinquish requests from the API, by network and outcome.");
+    describe_counter!(bacnet::REQUESTS, "Confirmed BACnet requests finished, by network, service and outcome.");
+    describe_histogram!(
+        bacnet::DURATION,
+        Unit::Seconds,
+        "Time from the first transmission of a confirmed BACnet request to its answer (retries included)."
+    );
+}
+
+/// The HTTP method as a bounded label.
+fn method_label(m: &warp::http::Method) -> &'static str {
+    use warp::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts one answered HTTP request. `route` is a route template.
+pub fn http_request(route: &'static str, method: &warp::http::Method, status: u16, elapsed: Duration) {
+    let method = method_label(method);
+    counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status.to_string()).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method).record(elapsed.as_secs_f64());
+}
+
+/// Counts one error answer by its code.
+pub fn http_error(code: &'static str) {
+    counter!(HTTP_ERRORS, "code" => code).increment(1);
+}
+
+/// Counts one write from the API by its audit outcome.
+pub fn write(network: &str, outcome: &'static str) {
+    counter!(WRITES, "network" => network.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// The text for `GET /metrics`.
+pub fn render(state: &ApiState) -> String {
+    let events = install();
+    let scrape = builder().build_recorder();
+    metrics::with_local_recorder(&scrape, || {
+        describe_state();
+        collect_state(state);
+    });
+    let mut out = events.render();
+    out.push_str(&scrape.handle().render());
+    out
+}
+
+const BUILD_INFO: &str = "plantwatch_build_info";
+const DEVICES: &str = "plantwatch_devices";
+const DEVICE_INFO: &str = "plantwatch_device_info";
+const DEVICE_UP: &str = "plantwatch_device_up";
+const DEVICE_LAST_SUCCESS: &str = "plantwatch_device_last_success_timestamp_seconds";
+const DEVICE_POLL_DURATION: &str = "plantwatch_device_poll_duration_seconds";
+const DEVICE_POLLS: &str = "plantwatch_device_polls_total";
+const DEVICE_FAILURES: &str = "plantwatch_device_consecutive_failures";
+const DEVICE_COV: &str = "plantwatch_device_cov_subscriptions";
+const DEVICE_ERRORS: &str = "plantwatch_device_errors_total";
+const POINT_VALUE: &str = "plantwatch_point_value";
+const POINTS_UNEXPORTED: &str = "plantwatch_points_unexported";
+const ACTOR_RESTARTS: &str = "plantwatch_actor_restarts_total";
+const ACTOR_GIVE_UPS: &str = "plantwatch_actor_give_ups_total";
+const HEARTBEAT_AGE: &str = "plantwatch_actor_heartbeat_age_seconds";
+const BACNET_RETRIES: &str = "plantwatch_bacnet_retries_total";
+const BACNET_IN_FLIGHT: &str = "plantwatch_bacnet_requests_in_flight";
+const BACNET_QUEUED: &str = "plantwatch_bacnet_requests_queued";
+const BACNET_MALFORMED: &str = "plantwatch_bacnet_malformed_frames_total";
+const BACNET_UNEXPECTED: &str = "plantwatch_bacnet_unexpected_frames_total";
+const BACNET_SEGMENTED: &str = "plantwatch_bacnet_segmented_answers_total";
+const BACNET_UNSOLICITED: &str = "plantwatch_bacnet_unsolicited_total";
+const HTTP_REJECTED: &str = "plantwatch_http_rejected_total";
+const STORE_SIZE: &str = "plantwatch_store_size_bytes";
+const STORE_SNAPSHOT_WRITES: &str = "plantwatch_store_snapshot_writes_total";
+const STORE_HISTORY_WRITTEN: &str = "plantwatch_store_history_rows_written_total";
+const STORE_HISTORY_PRUNED: &str = "plantwatch_store_history_rows_pruned_total";
+const STORE_AUDIT: &str = "plantwatch_store_audit_records";
+
+fn describe_state() {
+    describe_gauge!(BUILD_INFO, "The running build: always 1, labelled with version and commit.");
+    describe_gauge!(DEVICES, "Devices by network and status.");
+    describe_gauge!(DEVICE_INFO, "One series per device, labelled with its name, vendor and model; always 1.");
+    describe_gauge!(DEVICE_UP, "1 when the device answers (online or degraded), else 0.");
+    describe_gauge!(DEVICE_LAST_SUCCESS, Unit::Seconds, "Unix time of the device's last successful poll round.");
+    describe_gauge!(DEVICE_POLL_DURATION, Unit::Seconds, "Duration of the device's last poll round.");
+    describe_counter!(DEVICE_POLLS, "Poll rounds of the device, by outcome (ok, failed).");
+    describe_gauge!(DEVICE_FAILURES, "Failed requests in a row to the device (0 when it answers).");
+    describe_gauge!(DEVICE_COV, "COV subscriptions active on the device.");
+    describe_counter!(
+        DEVICE_ERRORS,
+        "Failed requests and point reads that answered an error, by BACnet error class or timeout, reject, abort."
+    );
+    describe_gauge!(POINT_VALUE, "Present value of numeric and binary points (binary: 0/1, multi-state: the state).");
+    describe_gauge!(POINTS_UNEXPORTED, "Point values left out of plantwatch_point_value by metrics.max_points.");
+    describe_counter!(ACTOR_RESTARTS, "Actors restarted by their supervisor, by kind and reason.");
+    describe_counter!(
+        ACTOR_GIVE_UPS,
+        "Actors not restarted any more (restart intensity exceeded), by kind and reason."
+    );
+    describe_gauge!(
+        HEARTBEAT_AGE,
+        Unit::Seconds,
+        "Longest time any device actor of the network has gone without handling a message (ticks come every 5 s at most)."
+    );
+    describe_counter!(BACNET_RETRIES, "BACnet requests sent again after a timeout.");
+    describe_gauge!(BACNET_IN_FLIGHT, "Confirmed BACnet requests waiting for an answer.");
+    describe_gauge!(BACNET_QUEUED, "BACnet requests waiting for an in-flight slot.");
+    describe_counter!(BACNET_MALFORMED, "BACnet frames that could not be decoded (dropped).");
+    describe_counter!(BACNET_UNEXPECTED, "Well-formed BACnet frames that answer nothing we asked (dropped).");
+    describe_counter!(BACNET_SEGMENTED, "BACnet answers that came in segments.");
+    describe_counter!(BACNET_UNSOLICITED, "I-Am and COV notifications received.");
+    describe_counter!(HTTP_REJECTED, "HTTP requests refused by authentication, role or rate limit.");
+    describe_gauge!(STORE_SIZE, Unit::Bytes, "Size of the sled database on disk.");
+    describe_counter!(STORE_SNAPSHOT_WRITES, "Device snapshots written to the store.");
+    describe_counter!(STORE_HISTORY_WRITTEN, "History rows written to the store.");
+    describe_counter!(STORE_HISTORY_PRUNED, "History rows removed by retention.");
+    describe_gauge!(STORE_AUDIT, "Records in the write audit log.");
+    process_collector().describe();
+}
+
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+fn collect_state(state: &ApiState) {
+    let commit = env!("PLANTWATCH_COMMIT");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => commit).set(1.0);
+    process_collector().collect();
+
+    // Devices and points.
+    let devices = state.plant.directory.list();
+    let mut by_status: std::collections::BTreeMap<(&str, &'static str), u32> = state
+        .networks
+        .iter()
+        .flat_map(|n| DeviceStatus::ALL.iter().map(move |s| ((n.name.as_str(), s.as_str()), 0)))
+        .collect();
+    let now_ms = plantwatch_actors::plant::model::now_ms();
+    let mut exported = 0usize;
+    let mut unexported = 0u64;
+    for d in &devices {
+        *by_status.entry((d.network.as_str(), d.status.as_str())).or_default() += 1;
+        let (network, device) = (d.network.clone(), d.instance.to_string());
+        let labels = [("network", network.clone()), ("device", device.clone())];
+        let (vendor, model) = d
+            .identity
+            .as_ref()
+            .map_or((String::new(), String::new()), |i| (i.vendor_name.clone(), i.model_name.clone()));
+        gauge!(DEVICE_INFO, "network" => network.clone(), "device" => device.clone(), "name" => d.name().to_string(), "vendor" => vendor, "model" => model).set(1.0);
+        let up = matches!(d.status, DeviceStatus::Online | DeviceStatus::Degraded);
+        gauge!(DEVICE_UP, &labels).set(if up { 1.0 } else { 0.0 });
+        if let Some(at) = d.last_poll_ok_at {
+            gauge!(DEVICE_LAST_SUCCESS, &labels).set(at as f64 / 1000.0);
+        }
+        if let Some(ms) = d.last_poll_ms {
+            gauge!(DEVICE_POLL_DURATION, &labels).set(ms as f64 / 1000.0);
+        }
+        counter!(DEVICE_POLLS, "network" => network.clone(), "device" => device.clone(), "outcome" => "ok")
+            .absolute(d.counters.polls_ok);
+        counter!(DEVICE_POLLS, "network" => network.clone(), "device" => device.clone(), "outcome" => "failed")
+            .absolute(d.counters.polls_failed);
+        gauge!(DEVICE_FAILURES, &labels).set(f64::from(d.consecutive_timeouts));
+        gauge!(DEVICE_COV, &labels).set(f64::from(d.cov_subscriptions));
+        for (class, n) in &d.errors {
+            counter!(DEVICE_ERRORS, "network" => network.clone(), "device" => device.clone(), "class" => class.clone())
+                .absolute(*n);
+        }
+        for p in &d.points {
+            let Some(v) = p.value.as_ref().and_then(|v| v.as_f64()) else { continue };
+            if !matches!(p.quality_at(now_ms), Quality::Good | Quality::Stale) {
+                continue;
+            }
+            if exported >= state.max_points {
+                unexported += 1;
+                continue;
+            }
+            exported += 1;
+            gauge!(
+                POINT_VALUE,
+                "network" => network.clone(),
+                "device" => device.clone(),
+                "object" => p.object.to_string(),
+                "name" => p.name.clone(),
+                "units" => p.units.map(units_name).unwrap_or_default()
+            )
+            .set(v);
+        }
+    }
+    gauge!(POINTS_UNEXPORTED).set(unexported as f64);
+    for ((network, status), n) in by_status {
+        gauge!(DEVICES, "network" => network.to_string(), "status" => status).set(f64::from(n));
+    }
+
+    // Supervision and transports.
+    let stats = &state.plant.stats;
+    for (reason, restarts, give_ups) in stats.by_reason() {
+        let labels = [("kind", reason.kind()), ("reason", reason.as_str())];
+        counter!(ACTOR_RESTARTS, &labels).absolute(restarts);
+        counter!(ACTOR_GIVE_UPS, &labels).absolute(give_ups);
+    }
+    for (network, n) in stats.networks() {
+        let labels = [("network", network)];
+        gauge!(HEARTBEAT_AGE, &labels).set(n.heartbeat_age_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        let t = n.transport.snapshot();
+        counter!(BACNET_RETRIES, &labels).absolute(t.retries);
+        gauge!(BACNET_IN_FLIGHT, &labels).set(t.in_flight as f64);
+        gauge!(BACNET_QUEUED, &labels).set(t.queued as f64);
+        counter!(BACNET_MALFORMED, &labels).absolute(t.malformed);
+        counter!(BACNET_UNEXPECTED, &labels).absolute(t.unexpected);
+        counter!(BACNET_SEGMENTED, &labels).absolute(t.segmented_answers);
+        counter!(BACNET_UNSOLICITED, &labels).absolute(t.unsolicited);
+    }
+
+    // HTTP refusals.
+    let s = &state.security.stats;
+    for (reason, c) in
+        [("unauthenticated", &s.unauthenticated), ("forbidden", &s.forbidden), ("rate_limited", &s.rate_limited)]
+    {
+        counter!(HTTP_REJECTED, "reason" => reason).absolute(c.load(Ordering::Relaxed));
+    }
+
+    // Store.
+    let st = state.store.stats();
+    gauge!(STORE_SIZE).set(st.size_on_disk_bytes as f64);
+    counter!(STORE_SNAPSHOT_WRITES).absolute(st.snapshots_written);
+    counter!(STORE_HISTORY_WRITTEN).absolute(st.history_rows_recorded);
+    counter!(STORE_HISTORY_PRUNED).absolute(st.history_rows_pruned);
+    gauge!(STORE_AUDIT).set(st.audit_last_sequence as f64);
+}
