@@ -184,12 +184,14 @@ def run_traffic(args) -> int:
     n = 0
     while True:
         t.round(n, devices)
-        if n == 1:
+        # Twice, so that the counters they create are seen to move (a
+        # counter's first sample shows no rate).
+        if n in (1, 5):
             t.operator(devices)
         if n == 3:
             t.burst(devices)
         n += 1
-        if time.monotonic() - started >= args.seconds and n >= 4:
+        if time.monotonic() - started >= args.seconds and n >= 6:
             break
         time.sleep(max(0.0, min(1.0, started + n - time.monotonic())))
     for status in (401, 403, 404, 429, 502):
@@ -280,16 +282,15 @@ def resolve_variables(prom: Prometheus, d: dict, builtins: dict[str, str],
     return values
 
 
-def count_series(data) -> tuple[int, int]:
-    """(series, series with a finite value now)."""
+def count_series(data) -> tuple[int, int, list[str]]:
+    """(series, series with a finite value now, a few of them as text)."""
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar":
-        return 1, int(math.isfinite(float(result[1])))
+        return 1, int(math.isfinite(float(result[1]))), [result[1]]
     if kind == "vector":
-        return len(result), sum(1 for s in result if math.isfinite(float(s["value"][1])))
-    if kind == "matrix":
-        return len(result), sum(1 for s in result if any(math.isfinite(float(v[1])) for v in s["values"]))
-    return 0, 0
+        shown = [f"{json.dumps(s['metric'], sort_keys=True)} {s['value'][1]}" for s in result[:3]]
+        return len(result), sum(1 for s in result if math.isfinite(float(s["value"][1]))), shown
+    return 0, 0, []
 
 
 def run_queries(args) -> int:
@@ -315,11 +316,13 @@ def run_queries(args) -> int:
                 where = f"{path.name} [{shown}] panel {panel['id']} {panel.get('title')!r} query {target.get('refId')}"
                 checked += 1
                 try:
-                    total, finite = count_series(prom.query(expr))
+                    total, finite, shown_series = count_series(prom.query(expr))
                 except RuntimeError as e:
                     problems.append(f"{where}: query failed: {e}\n      {expr}")
                     continue
                 series += total
+                if args.verbose:
+                    print(f"{where}: {total} series\n      {expr}\n      " + "\n      ".join(shown_series))
                 if total == 0:
                     problems.append(f"{where}: no series\n      {expr}")
                 elif finite == 0:
@@ -395,6 +398,7 @@ def main() -> int:
                    help="seconds to keep retrying while some queries have no data (scrapes still coming)")
     q.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="give a template variable this value instead of the first one")
+    q.add_argument("--verbose", action="store_true", help="print every query and a few of its series")
     q.add_argument("dashboards", nargs="*", type=pathlib.Path)
     e = sub.add_parser("expect", help="check expressions that must or must not return series")
     e.add_argument("--prometheus", required=True, help="base URL of Prometheus")
