@@ -5,6 +5,7 @@
     check_live.py traffic --api URL --keys FILE   # realistic API traffic
     check_live.py queries --prometheus URL        # every dashboard query has data
     check_live.py expect --prometheus URL ...     # queries that must (not) return series
+    check_live.py rule-metrics --prometheus URL RULES.yml  # the rules' metrics exist
 
 `traffic` sends what a plant's users and scripts send: reads with a read key,
 a write and its relinquish with the operator key, and the mistakes that the
@@ -26,6 +27,10 @@ series or only NaN.
 `expect` checks expressions that must return series (--some) or none
 (--none), e.g. the ALERTS of the alert rules that a plant with an offline
 device must show and those it must not.
+
+`rule-metrics` checks that every metric name in the `expr` of a rules file
+has series in Prometheus: the rules' unit tests run on series they make up,
+so a renamed metric would otherwise leave an alert that can never fire.
 
 The keys FILE is the demo's stdout: the `admin key: `, `operator key: ` and
 `read key: ` lines are read from it.
@@ -362,6 +367,52 @@ def run_expect(args) -> int:
     return 1 if problems else 0
 
 
+def rule_expressions(path: pathlib.Path) -> list[str]:
+    """The `expr` of every rule of a Prometheus rules file (a small reader for
+    `expr: ...` and `expr: |` blocks; no YAML library needed)."""
+    exprs, lines = [], path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)(?:-\s+)?expr:\s*(.*)$", lines[i])
+        i += 1
+        if not m:
+            continue
+        indent, first = len(m.group(1)), m.group(2).strip()
+        if first not in ("|", "|-", ">", ">-"):
+            exprs.append(first.strip("'\""))
+            continue
+        block = []
+        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
+            block.append(lines[i].strip())
+            i += 1
+        exprs.append(" ".join(block))
+    return exprs
+
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                "offset", "inf", "nan"}
+
+
+def run_rule_metrics(args) -> int:
+    prom = Prometheus(args.prometheus)
+    names: set[str] = set()
+    for expr in rule_expressions(args.rules):
+        # Identifiers not followed by "(" (functions) and not inside a label
+        # matcher or a string: metric names, label names, keywords.
+        text = re.sub(r'"[^"]*"', '""', expr)
+        text = re.sub(r"\{[^}]*\}", "{}", text)
+        text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+        for word in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", text):
+            if word.lower() not in PROMQL_WORDS and not re.match(r"^\d", word):
+                names.add(word)
+    missing = [n for n in sorted(names) if not prom.query(f"count({{__name__={json.dumps(n)}}})")["result"]]
+    if missing:
+        print(f"rule-metrics: {args.rules}: no series in Prometheus for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print(f"rule-metrics: the {len(names)} metrics used by {args.rules} all have series")
+    return 0
+
+
 def parse_duration(text: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
     m = re.match(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$", text)
@@ -405,8 +456,12 @@ def main() -> int:
     e.add_argument("--some", action="append", default=[], metavar="EXPR", help="must return series")
     e.add_argument("--none", action="append", default=[], metavar="EXPR", help="must return no series")
     e.add_argument("--retry-for", type=float, default=15.0, help="seconds to keep retrying")
+    r = sub.add_parser("rule-metrics", help="check that the metrics of a rules file have series")
+    r.add_argument("--prometheus", required=True, help="base URL of Prometheus")
+    r.add_argument("rules", type=pathlib.Path)
     args = ap.parse_args()
-    commands = {"metrics": run_metrics, "traffic": run_traffic, "queries": run_queries, "expect": run_expect}
+    commands = {"metrics": run_metrics, "traffic": run_traffic, "queries": run_queries, "expect": run_expect,
+                "rule-metrics": run_rule_metrics}
     return commands[args.command](args)
 
 
