@@ -76,7 +76,34 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Creates the bounded label sets of the event counters at 0, so that the
+/// first event shows as an increase (`rate()` and `increase()` need a sample
+/// before it). Per network: writes by outcome, BACnet requests of the
+/// services plantwatch sends by outcome.
+pub fn register_networks<'a>(networks: impl IntoIterator<Item = &'a str>) {
+    use plantwatch_actors::bacnet::types::{confirmed_service_name, service};
+    for network in networks {
+        for outcome in WRITE_OUTCOMES {
+            counter!(WRITES, "network" => network.to_string(), "outcome" => outcome).increment(0);
+        }
+        for s in
+            [service::READ_PROPERTY, service::READ_PROPERTY_MULTIPLE, service::WRITE_PROPERTY, service::SUBSCRIBE_COV]
+        {
+            for outcome in bacnet::Outcome::ALL {
+                counter!(bacnet::REQUESTS, "network" => network.to_string(), "service" => confirmed_service_name(s), "outcome" => outcome.as_str())
+                    .increment(0);
+            }
+        }
+    }
+}
+
+/// The outcomes of a write from the API, as in the audit log.
+pub const WRITE_OUTCOMES: [&str; 4] = ["accepted", "refused", "invalid", "failed"];
+
 fn describe_events() {
+    for code in crate::api::error::ErrorCode::ALL {
+        counter!(HTTP_ERRORS, "code" => code.as_str()).increment(0);
+    }
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to answer an HTTP request, by route template and method.");
     describe_counter!(HTTP_ERRORS, "HTTP error answers, by stable error code (docs/errors.md).");
@@ -131,7 +158,61 @@ pub fn render(state: &ApiState) -> String {
     });
     let mut out = events.render();
     out.push_str(&scrape.handle().render());
+    process_text(&mut out);
     out
+}
+
+/// The standard process metrics, written directly: the `metrics` facade's
+/// counters are integers, and CPU time needs fractions of a second for a
+/// `rate()` over a minute to mean anything.
+fn process_text(out: &mut String) {
+    use std::fmt::Write as _;
+    let m = metrics_process::collector::collect();
+    let families: [(&str, &str, &str, Option<f64>); 8] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            m.cpu_seconds_total,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            m.resident_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            m.virtual_memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_max_bytes",
+            "gauge",
+            "Maximum amount of virtual memory available in bytes (0: unlimited).",
+            m.virtual_memory_max_bytes.map(|v| v as f64),
+        ),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", m.open_fds.map(|v| v as f64)),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors (0: unlimited).",
+            m.max_fds.map(|v| v as f64),
+        ),
+        ("process_threads", "gauge", "Number of OS threads in the process.", m.threads.map(|v| v as f64)),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            m.start_time_seconds.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        if let Some(v) = value {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n\n");
+        }
+    }
 }
 
 const BUILD_INFO: &str = "plantwatch_build_info";
@@ -168,7 +249,11 @@ fn describe_state() {
     describe_gauge!(DEVICES, "Devices by network and status.");
     describe_gauge!(DEVICE_INFO, "One series per device, labelled with its name, vendor and model; always 1.");
     describe_gauge!(DEVICE_UP, "1 when the device answers (online or degraded), else 0.");
-    describe_gauge!(DEVICE_LAST_SUCCESS, Unit::Seconds, "Unix time of the device's last successful poll round.");
+    describe_gauge!(
+        DEVICE_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time the device last delivered values: a poll round without a failed request, or a COV notification."
+    );
     describe_gauge!(DEVICE_POLL_DURATION, Unit::Seconds, "Duration of the device's last poll round.");
     describe_counter!(DEVICE_POLLS, "Poll rounds of the device, by outcome (ok, failed).");
     describe_gauge!(DEVICE_FAILURES, "Failed requests in a row to the device (0 when it answers).");
@@ -202,18 +287,11 @@ fn describe_state() {
     describe_counter!(STORE_HISTORY_WRITTEN, "History rows written to the store.");
     describe_counter!(STORE_HISTORY_PRUNED, "History rows removed by retention.");
     describe_gauge!(STORE_AUDIT, "Records in the write audit log.");
-    process_collector().describe();
-}
-
-fn process_collector() -> &'static metrics_process::Collector {
-    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
-    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
 fn collect_state(state: &ApiState) {
     let commit = env!("PLANTWATCH_COMMIT");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => commit).set(1.0);
-    process_collector().collect();
 
     // Devices and points.
     let devices = state.plant.directory.list();
@@ -236,11 +314,11 @@ fn collect_state(state: &ApiState) {
         gauge!(DEVICE_INFO, "network" => network.clone(), "device" => device.clone(), "name" => d.name().to_string(), "vendor" => vendor, "model" => model).set(1.0);
         let up = matches!(d.status, DeviceStatus::Online | DeviceStatus::Degraded);
         gauge!(DEVICE_UP, &labels).set(if up { 1.0 } else { 0.0 });
-        if let Some(at) = d.last_poll_ok_at {
+        if let Some(at) = d.last_success_at {
             gauge!(DEVICE_LAST_SUCCESS, &labels).set(at as f64 / 1000.0);
         }
-        if let Some(ms) = d.last_poll_ms {
-            gauge!(DEVICE_POLL_DURATION, &labels).set(ms as f64 / 1000.0);
+        if let Some(us) = d.last_poll_us {
+            gauge!(DEVICE_POLL_DURATION, &labels).set(us as f64 / 1e6);
         }
         counter!(DEVICE_POLLS, "network" => network.clone(), "device" => device.clone(), "outcome" => "ok")
             .absolute(d.counters.polls_ok);

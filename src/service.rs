@@ -133,6 +133,7 @@ pub async fn run(
     let http = http_settings(&config)?;
     // Before any transport starts, so that their request metrics are recorded.
     crate::metrics::install();
+    crate::metrics::register_networks(config.networks.iter().map(|n| n.name.as_str()));
     let store = open_store(&config).await?;
     let directory = Directory::default();
     let loaded =

@@ -142,6 +142,7 @@ async fn plant_and_api(
 ) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
     // Before the plant starts: its transport records into this recorder.
     plantwatch::metrics::install();
+    plantwatch::metrics::register_networks([name]);
     let sim = sim::start(SimConfig {
         devices: 3,
         objects: 1,
@@ -163,7 +164,7 @@ async fn plant_and_api(
         .wait_for(Duration::from_secs(10), |d| {
             all.iter().all(|i| {
                 d.get(*i).is_some_and(|s| {
-                    s.last_poll_ok_at.is_some()
+                    s.last_success_at.is_some()
                         && !s.points.is_empty()
                         && s.points.iter().all(|p| p.quality == Quality::Good)
                 })
@@ -258,6 +259,20 @@ async fn metrics_show_the_plant_as_the_api_does() {
     let units = m.get("plantwatch_point_value", &[("device", "6001"), ("units", "degrees-celsius")]);
     assert!(!units.is_empty(), "analog points carry their units");
     assert_eq!(m.one("plantwatch_points_unexported", &[]), 0.0);
+
+    // Bounded label sets exist at 0 before their first event, so that the
+    // first one shows in rate() and increase().
+    assert_eq!(m.one("plantwatch_writes_total", &[("network", net), ("outcome", "accepted")]), 0.0);
+    assert_eq!(
+        m.one(
+            "plantwatch_bacnet_requests_total",
+            &[("network", net), ("service", "write-property"), ("outcome", "timeout")]
+        ),
+        0.0
+    );
+    assert!(m.one("plantwatch_http_errors_total", &[("code", "STORE_UNAVAILABLE")]) >= 0.0);
+    let cpu = m.one("process_cpu_seconds_total", &[]);
+    assert!(cpu > 0.0 && cpu.fract() != 0.0, "CPU time in fractions of a second: {cpu}");
 
     // The refused write: counted as a write and as a device error.
     assert!(m.one("plantwatch_writes_total", &[("network", net), ("outcome", "refused")]) >= 1.0);

@@ -588,10 +588,10 @@ impl DeviceState {
                 }
             }
         }
-        self.snap.last_poll_ms = Some(u64::try_from(self.poll_started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.snap.last_poll_us = Some(u64::try_from(self.poll_started.elapsed().as_micros()).unwrap_or(u64::MAX));
         if ok {
             self.snap.counters.polls_ok += 1;
-            self.snap.last_poll_ok_at = Some(now);
+            self.snap.last_success_at = Some(now);
         } else {
             self.snap.counters.polls_failed += 1;
         }
@@ -725,6 +725,7 @@ impl DeviceState {
             }
         }
         schedule::answered(&mut self.snap, now);
+        self.snap.last_success_at = Some(now);
         self.record(std::iter::once(n.object), now);
         self.publish();
     }

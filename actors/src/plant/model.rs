@@ -176,12 +176,14 @@ pub struct DeviceSnapshot {
     pub consecutive_timeouts: u32,
     pub counters: DeviceCounters,
     pub cov_subscriptions: u32,
-    /// When the last poll round finished without a failed request.
+    /// When the device last delivered values: a poll round without a failed
+    /// request, or a COV notification (a device whose points are all on COV
+    /// is not polled).
     #[serde(default)]
-    pub last_poll_ok_at: Option<Millis>,
-    /// How long the last poll round took.
+    pub last_success_at: Option<Millis>,
+    /// How long the last poll round took, in microseconds.
     #[serde(default)]
-    pub last_poll_ms: Option<u64>,
+    pub last_poll_us: Option<u64>,
     /// Failed requests and point reads that answered an error, by BACnet
     /// error class or `timeout`, `reject`, `abort`, `malformed`, `local`.
     #[serde(default)]
@@ -206,8 +208,8 @@ impl DeviceSnapshot {
             consecutive_timeouts: 0,
             counters: DeviceCounters::default(),
             cov_subscriptions: 0,
-            last_poll_ok_at: None,
-            last_poll_ms: None,
+            last_success_at: None,
+            last_poll_us: None,
             errors: BTreeMap::new(),
         }
     }
