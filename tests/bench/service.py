@@ -9,7 +9,10 @@ Prints, for plantwatch serve:
     device is online), beside the simulator's own CPU in the same run;
   - RSS while polling;
   - the time from starting the process to the first API answer listing every
-    device with its last values, after a SIGKILL (restart from the store).
+    device with its last values, after a SIGKILL (restart from the store);
+  - GET /metrics: series and bytes, and its render time (median of 20
+    scrapes) beside two baselines in the same run: GET /health (the HTTP
+    round trip alone) and one page of 1,000 devices from the API.
 
 Budget (issue #3): < 10 % of one core, < 200 MB RSS, restart < 1 s.
 Everything runs on loopback; the processes are stopped at the end.
@@ -59,6 +62,27 @@ def devices(base):
         cursor = page["next_cursor"]
         if not cursor:
             return out
+
+
+def timed(url, n=20):
+    """Median and p90 wall time of n GETs of url (ms), and the last body."""
+    times, body = [], b""
+    for _ in range(n):
+        t = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body = r.read()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.9)], body
+
+
+def measure_metrics(base):
+    m, m90, text = timed(f"{base}/metrics")
+    h, _, _ = timed(f"{base}/health")
+    d, _, _ = timed(f"{base}/api/v1/devices?limit=1000")
+    series = sum(1 for line in text.decode().splitlines() if line and not line.startswith("#"))
+    return {"series": series, "bytes": len(text), "metrics_ms": m, "metrics_p90_ms": m90, "health_ms": h,
+            "devices_ms": d}
 
 
 def start_serve(config, env):
@@ -120,6 +144,7 @@ def main():
         rss = rss_mb(serve.pid)
         serve_cpu = 100 * (c1 - c0) / (w1 - w0)
         sim_cpu = 100 * (s1 - s0) / (w1 - w0)
+        scrape = measure_metrics(base)
 
         # SIGKILL mid-polling, then the time until every device's last values are served.
         serve.send_signal(signal.SIGKILL)
@@ -145,6 +170,10 @@ def main():
               f"ratio serve/simulator = {serve_cpu / max(sim_cpu, 0.01):.2f})")
         print(f"serve rss={rss:.0f} MB")
         print(f"restart after SIGKILL: every device's last values served {restart * 1000:.0f} ms after start")
+        print(f"/metrics: {scrape['series']} series, {scrape['bytes'] / 1e6:.1f} MB; render median "
+              f"{scrape['metrics_ms']:.1f} ms (p90 {scrape['metrics_p90_ms']:.1f} ms); /health {scrape['health_ms']:.2f} ms; "
+              f"1,000 devices from the API {scrape['devices_ms']:.1f} ms; "
+              f"ratio /metrics : device page = {scrape['metrics_ms'] / scrape['devices_ms']:.1f}")
         ok = serve_cpu < 10 and rss < 200 and restart < 1
         print("budget (<10% core, <200 MB, <1 s):", "met" if ok else "NOT met")
         return 0 if ok else 1
