@@ -365,9 +365,10 @@ pub async fn discover(
     Ok(Report { devices, silent, notes, networks: names.iter().map(|s| s.to_string()).collect() })
 }
 
-/// Sends the Who-Is of one network: to its broadcast address, to the remote
-/// networks of its configured routers (a local broadcast does not cross a
-/// router), and with no broadcast address, to each configured device.
+/// Sends the Who-Is of one network: a global Who-Is to its broadcast address
+/// (routers on the subnet pass it on), one to the remote networks of each
+/// configured router (also those the broadcast does not reach, e.g. on
+/// another subnet), and with no broadcast address, to each configured device.
 async fn ask(config: &Config, b: &Bound, notes: &mut Vec<String>) {
     let n = &config.networks[b.index];
     let mut targets: Vec<Option<Address>> = Vec::new();

@@ -227,6 +227,21 @@ async fn a_device_without_rpm_rejects_it() {
 }
 
 #[tokio::test]
+async fn a_broadcast_who_is_is_global_so_routers_pass_it_on() {
+    // Sent to the broadcast address with no destination, the Who-Is must
+    // carry DNET 0xFFFF: a router forwards only that (or a broadcast to one
+    // of its networks), and the devices behind it answer.
+    let sim = simulator(2, 1, "127.0.1.61:0", Layout::Router, Faults::default()).await;
+    let router = sim.devices()[0].address;
+    let (t, mut rx) = transport_with(Duration::from_secs(2), 1, Some(router)).await;
+    t.who_is(None, None).await.expect("who-is");
+    let found = collect_i_ams(&mut rx, 2).await;
+    assert_eq!(found.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [1001, 1002], "{found:?}");
+    assert!(found.iter().all(|(from, _)| from.route.map(|r| r.network) == Some(100)), "{found:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn routed_devices_are_discovered_and_read_through_the_router() {
     let sim = simulator(3, 1, "127.0.1.60:0", Layout::Router, Faults::default()).await;
     let (t, mut rx) = transport_with(Duration::from_secs(2), 1, None).await;

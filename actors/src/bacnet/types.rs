@@ -498,6 +498,9 @@ pub struct Mac {
 }
 
 impl Mac {
+    /// No address: a broadcast on the destination network.
+    pub const EMPTY: Mac = Mac { len: 0, bytes: [0; 8] };
+
     pub fn new(bytes: &[u8]) -> Option<Self> {
         if bytes.len() > 8 {
             return None;

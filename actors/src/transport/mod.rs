@@ -40,7 +40,9 @@ use crate::bacnet::services::{
     ReadPropertyAck, ReadPropertyMultipleRequest, ReadPropertyRequest, SubscribeCovRequest, WhoIs,
     WritePropertyRequest,
 };
-use crate::bacnet::types::{abort_reason_name, error, property, reject_reason_name, service, Address, ObjectId};
+use crate::bacnet::types::{
+    abort_reason_name, error, property, reject_reason_name, service, Address, Mac, ObjectId, Route,
+};
 use invoke::InvokeIds;
 use meter::{Meter, Outcome};
 use segment::{Reassembly, Step};
@@ -118,6 +120,9 @@ pub enum Unsolicited {
     IAm { from: Address, iam: IAm },
     Cov { from: Address, confirmed: bool, notification: CovNotification },
 }
+
+/// The destination of a global broadcast: every network (DNET 0xFFFF), no DADR.
+const GLOBAL_BROADCAST: Route = Route { network: 0xFFFF, mac: Mac::EMPTY };
 
 /// Counters of one transport; read with [`Stats::snapshot`].
 #[derive(Debug, Default)]
@@ -506,9 +511,13 @@ impl Task {
     fn send_unconfirmed(&mut self, to: Option<Address>, service: u8, payload: &[u8]) -> Result<(), BacnetError> {
         let (ip, route, broadcast) = match to {
             Some(a) => (a.ip, a.route, false),
-            None => {
-                (self.config.broadcast.ok_or(BacnetError::Io("no broadcast address configured".into()))?, None, true)
-            }
+            // A global broadcast (DNET 0xFFFF): routers pass it on to the
+            // networks behind them, so routed devices hear it too.
+            None => (
+                self.config.broadcast.ok_or(BacnetError::Io("no broadcast address configured".into()))?,
+                Some(GLOBAL_BROADCAST),
+                true,
+            ),
         };
         let mut frame = std::mem::take(&mut self.scratch);
         frame::begin(&mut frame, broadcast, &NpduOut { destination: route, source: None, expecting_reply: false });
