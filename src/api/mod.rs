@@ -293,7 +293,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let devices = warp::path!("api" / "v1" / "devices")
         .and(warp::get())
         .and(st.clone())
-        .and(warp::query())
+        .and(params::query())
         .then(|s, q| async move { reply(handlers::list_devices(s, q).await) });
     let device = warp::path!("api" / "v1" / "devices" / String)
         .and(warp::get())
@@ -302,12 +302,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let points = warp::path!("api" / "v1" / "devices" / String / "points")
         .and(warp::get())
         .and(st.clone())
-        .and(warp::query())
+        .and(params::query())
         .then(|i, s, q| async move { reply(handlers::list_points(i, s, q).await) });
     let point = warp::path!("api" / "v1" / "devices" / String / "points" / String)
         .and(warp::get())
         .and(st.clone())
-        .and(warp::query())
+        .and(params::query())
         .then(|i, o, s, q| async move { reply(handlers::get_point(i, o, s, q).await) });
     let write = warp::path!("api" / "v1" / "devices" / String / "points" / String)
         .and(warp::put())
@@ -317,7 +317,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let history = warp::path!("api" / "v1" / "devices" / String / "points" / String / "history")
         .and(warp::get())
         .and(st.clone())
-        .and(warp::query())
+        .and(params::query())
         .then(|i, o, s, q| async move { reply(handlers::history(i, o, s, q).await) });
     let discovery = warp::path!("api" / "v1" / "discovery")
         .and(warp::post())
@@ -343,7 +343,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
     let audit = warp::path!("api" / "v1" / "audit")
         .and(warp::get())
         .and(st.clone())
-        .and(warp::query())
+        .and(params::query())
         .then(|s, q| async move { reply(handlers::audit(s, q).await) });
     health
         .or(ready)

@@ -11,6 +11,31 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 
+/// The query string as `T`. An unknown or malformed parameter is a 400
+/// `INVALID_PARAMETER` that names it in `details.fields` (warp's own query
+/// filter says only "Invalid query string").
+pub fn query<T: DeserializeOwned + Send + 'static>(
+) -> impl warp::Filter<Extract = (T,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and_then(|q: String| async move { parse_query::<T>(&q).map_err(warp::reject::custom) })
+}
+
+pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let reason = e.inner().to_string();
+        let field = match e.path().to_string() {
+            // serde names an unknown field only in its message: "unknown field `x`, expected ..."
+            p if p == "." => reason.split('`').nth(1).unwrap_or("query").to_string(),
+            p => p,
+        };
+        ApiError::parameter(&field, reason)
+    })
+}
+
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 100;
 

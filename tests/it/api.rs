@@ -205,6 +205,17 @@ async fn errors_come_in_the_envelope_with_the_request_id() {
     }
     let (_, _, body) = app.get("/api/v1/devices?limit=0").await;
     assert_eq!(body["error"]["details"]["fields"][0]["field"], "limit");
+    // query parameters that do not parse, or are not known, are named too
+    for (path, field) in [
+        ("/api/v1/devices?bogus=1", "bogus"),
+        ("/api/v1/devices?limit=abc", "limit"),
+        ("/api/v1/devices/4101/points/analog-input:1?live=maybe", "live"),
+    ] {
+        let (s, _, body) = app.get(path).await;
+        assert_eq!(s, 400, "{path}");
+        assert_eq!(body["error"]["details"]["fields"][0]["field"], field, "{path}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with(field)), "{path}: {body}");
+    }
 
     // a wrong method is 405 in the envelope
     let r = app.client.delete(format!("{}/api/v1/devices", app.base)).send().await.expect("request");
