@@ -364,3 +364,45 @@ async fn junk_is_counted_and_dropped_and_the_transport_keeps_working() {
     // bad body is malformed too
     assert!(t.stats().malformed >= 5, "{:?}", t.stats());
 }
+
+#[tokio::test]
+async fn a_transport_on_a_unicast_address_hears_broadcast_i_ams() {
+    // On Linux a socket bound to 127.0.0.1 does not receive datagrams sent to
+    // 127.255.255.255; many devices broadcast their I-Am there. The transport
+    // listens on its broadcast address as well.
+    let port = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let broadcast: SocketAddr = format!("127.255.255.255:{port}").parse().expect("addr");
+    let (_t, mut rx) = Transport::bind(TransportConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        broadcast: Some(broadcast),
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("transport");
+
+    let device = std::net::UdpSocket::bind("127.0.0.9:0").expect("device socket");
+    device.set_broadcast(true).expect("SO_BROADCAST");
+    let mut f = Vec::new();
+    frame::begin(&mut f, true, &NpduOut { destination: None, source: None, expecting_reply: false });
+    frame::write_unconfirmed_request(&mut f, service::I_AM);
+    plantwatch_actors::bacnet::services::IAm {
+        device: ObjectId::device(4242),
+        max_apdu: 1476,
+        segmentation: plantwatch_actors::bacnet::Segmentation::Both,
+        vendor_id: 15,
+    }
+    .encode(&mut f);
+    frame::finish(&mut f).expect("frame");
+    device.send_to(&f, broadcast).expect("broadcast I-Am");
+
+    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        Ok(Some(Unsolicited::IAm { from, iam })) => {
+            assert_eq!(iam.device, ObjectId::device(4242));
+            assert_eq!(from.ip, device.local_addr().expect("addr"));
+        }
+        other => panic!("no I-Am from the broadcast: {other:?}"),
+    }
+}

@@ -334,16 +334,10 @@ fn local_addr(socket: &UdpSocket, address: SocketAddr) -> Result<SocketAddr, Sim
     socket.local_addr().map_err(|source| SimError::Bind { address, source })
 }
 
-/// The broadcast listener: SO_REUSEADDR, so that other simulators (or
-/// bacpypes3) on the same port receive the broadcasts too.
+/// The broadcast listener, shared with other simulators (or bacpypes3) on the
+/// same port.
 fn bind_broadcast(address: SocketAddr) -> Result<UdpSocket, SimError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| SimError::Bind { address, source };
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    socket.bind(&address.into()).map_err(err)?;
-    UdpSocket::from_std(socket.into()).map_err(err)
+    crate::transport::bind_broadcast_listener(address).map_err(|source| SimError::Bind { address, source })
 }
 
 /// Starts the simulator. Every socket is bound before this returns.

@@ -121,6 +121,36 @@ pub enum Unsolicited {
     Cov { from: Address, confirmed: bool, notification: CovNotification },
 }
 
+/// Binds a receive socket on a broadcast address with SO_REUSEADDR, so that
+/// other BACnet software on the host (another plantwatch, a simulator,
+/// bacpypes3) bound to it receives the broadcasts too.
+pub fn bind_broadcast_listener(address: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// A socket bound to one unicast address does not receive datagrams sent to
+/// the subnet's broadcast address (Linux), which is where many devices send
+/// their I-Am. For such a bind, a second socket listens on the broadcast
+/// address; a failure to bind it is logged and the transport goes on without.
+fn broadcast_listener(config: &TransportConfig, local: SocketAddr) -> Option<UdpSocket> {
+    let broadcast = config.broadcast?;
+    if local.ip().is_unspecified() || broadcast.ip() == local.ip() {
+        return None; // a wildcard bind receives broadcasts already
+    }
+    match bind_broadcast_listener(broadcast) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(%broadcast, error = %e, "cannot listen on the broadcast address; broadcast I-Ams will be missed");
+            None
+        }
+    }
+}
+
 /// The destination of a global broadcast: every network (DNET 0xFFFF), no DADR.
 const GLOBAL_BROADCAST: Route = Route { network: 0xFFFF, mac: Mac::EMPTY };
 
@@ -236,7 +266,9 @@ impl Transport {
         let socket = UdpSocket::from_std(std_socket)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (unsolicited_tx, unsolicited_rx) = mpsc::channel(config.unsolicited_capacity.max(1));
-        let task = Task::new(socket, sender, config, stats.clone(), unsolicited_tx, Meter::new(network));
+        let listener = broadcast_listener(&config, local);
+        let mut task = Task::new(socket, sender, config, stats.clone(), unsolicited_tx, Meter::new(network));
+        task.broadcasts = listener;
         tokio::spawn(task.run(rx));
         Ok((Self { commands, stats, local }, unsolicited_rx))
     }
@@ -383,6 +415,9 @@ type Key = (Address, u8);
 
 struct Task {
     socket: UdpSocket,
+    /// Receives datagrams sent to the broadcast address, when `socket` is
+    /// bound to a unicast address (see [`broadcast_listener`]).
+    broadcasts: Option<UdpSocket>,
     sender: std::net::UdpSocket,
     config: TransportConfig,
     stats: Arc<Stats>,
@@ -412,6 +447,7 @@ impl Task {
         let quarantine = config.apdu_timeout * (config.apdu_retries + 1);
         Self {
             socket,
+            broadcasts: None,
             sender,
             config,
             stats,
@@ -438,7 +474,15 @@ impl Task {
                         warn!(error = %e, "socket not readable");
                         continue;
                     }
-                    self.drain_socket(&mut buf);
+                    self.drain_socket(false, &mut buf);
+                }
+                ready = readable_opt(self.broadcasts.as_ref()) => {
+                    if let Err(e) = ready {
+                        warn!(error = %e, "broadcast socket not readable; no longer listening on it");
+                        self.broadcasts = None;
+                        continue;
+                    }
+                    self.drain_socket(true, &mut buf);
                 }
                 cmd = commands.recv(), if open => match cmd {
                     Some(cmd) => {
@@ -458,10 +502,15 @@ impl Task {
         }
     }
 
-    fn drain_socket(&mut self, buf: &mut [u8]) {
+    fn drain_socket(&mut self, broadcasts: bool, buf: &mut [u8]) {
         // Bounded so that commands and timers are served under a flood.
         for _ in 0..256 {
-            match self.socket.try_recv_from(buf) {
+            let socket = match (broadcasts, &self.broadcasts) {
+                (true, Some(s)) => s,
+                (true, None) => return,
+                (false, _) => &self.socket,
+            };
+            match socket.try_recv_from(buf) {
                 Ok((n, from)) => self.on_datagram(&buf[..n], from),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -835,6 +884,13 @@ impl Task {
         if self.unsolicited.try_send(msg).is_err() {
             Stats::inc(&self.stats.unsolicited_dropped);
         }
+    }
+}
+
+async fn readable_opt(socket: Option<&UdpSocket>) -> io::Result<()> {
+    match socket {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
     }
 }
 
