@@ -89,6 +89,17 @@ async fn spawn_app(
     first_instance: u32,
     name: &str,
 ) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
+    spawn_app_with(first_instance, name, 25_000).await
+}
+
+/// Three simulated devices from `first_instance`, a plant of network `name`
+/// watching them and the API (no keys, `max_points` at /metrics), once
+/// every point reads good.
+pub async fn spawn_app_with(
+    first_instance: u32,
+    name: &str,
+    max_points: usize,
+) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
     let sim = sim::start(SimConfig {
         devices: 3,
         objects: 1,
@@ -102,7 +113,7 @@ async fn spawn_app(
     let devices = sim.devices().iter().map(|d| (d.instance, Address { ip: d.address, route: d.route })).collect();
     let (plant, _h) = crate::plant::plant_for(name, devices, crate::plant::Setup::default()).await;
     let networks = vec![NetworkInfo { name: name.into(), bind: "127.0.0.1:0".parse().expect("addr"), discover: false }];
-    let app = serve_api(plant.handle.clone(), networks).await;
+    let app = serve_api_full(plant.handle.clone(), networks, |_| Security::open(), max_points).await;
     let dir = plant.handle.directory.clone();
     let all = sim.devices().iter().map(|d| d.instance).collect::<Vec<_>>();
     let good = dir
