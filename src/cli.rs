@@ -97,7 +97,8 @@ pub enum LayoutArg {
     Ip,
     /// Device k at IP:PORT+k.
     Port,
-    /// A BACnet router at IP:PORT with the devices behind it on one network.
+    /// BACnet routers at IP:PORT, IP:PORT+1, ... (`--routers`), each with its
+    /// share of the devices behind it on its own network.
     Router,
 }
 
@@ -109,6 +110,10 @@ pub struct SimulateArgs {
     /// Objects of each type per device.
     #[arg(long, default_value_t = 2)]
     pub objects: usize,
+    /// Exactly this many objects per device, spread over the types in turn
+    /// (instead of --objects of each).
+    #[arg(long)]
+    pub points: Option<usize>,
     /// Address of the first device (or of the router).
     #[arg(long, default_value = "127.0.0.2:47808")]
     pub bind: SocketAddr,
@@ -118,9 +123,13 @@ pub struct SimulateArgs {
     /// Instance number of the first device.
     #[arg(long, default_value_t = 1001)]
     pub first_instance: u32,
-    /// Network number behind the router (`--layout router`).
+    /// Network number behind the first router (`--layout router`); router r
+    /// has network router_network+r.
     #[arg(long, default_value_t = 100)]
     pub router_network: u16,
+    /// Number of routers (`--layout router`); the devices are shared out.
+    #[arg(long, default_value_t = 1)]
+    pub routers: usize,
     /// Fraction of requests silently dropped (0.0 to 1.0).
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,

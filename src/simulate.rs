@@ -25,6 +25,7 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig, CommandError> {
     Ok(SimConfig {
         devices: args.devices,
         objects: args.objects,
+        points: args.points,
         bind: args.bind,
         layout: match args.layout {
             LayoutArg::Ip => Layout::Ip,
@@ -33,6 +34,7 @@ pub fn config(args: &SimulateArgs) -> Result<SimConfig, CommandError> {
         },
         first_instance: args.first_instance,
         router_network: args.router_network,
+        routers: args.routers,
         faults: Faults {
             drop_rate: args.drop_rate,
             slow: Duration::from_millis(args.slow_ms),

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::object::{self, err, Kind, Object, Pv};
+use super::object::{self, err, Counts, Kind, Object, Pv};
 use super::outbox::Outbox;
 use super::segment::{AckOutcome, SegmentedAnswer};
 use super::Faults;
@@ -124,10 +124,10 @@ pub struct Device {
     route: Option<Route>,
     faults: Faults,
     epoch: Instant,
-    /// Every object but the device, in Object_List order: `per_kind` of each
-    /// [`Kind`], instances 1..=per_kind.
+    /// Every object but the device, in Object_List order: `counts` of each
+    /// [`Kind`] in turn, instances 1..=count.
     objects: Vec<Object>,
-    per_kind: usize,
+    counts: Counts,
     rng: StdRng,
     /// Service data of the answer being built.
     scratch: Vec<u8>,
@@ -146,12 +146,13 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// A device with `per_kind` objects of each kind; `epoch` is the instant
+    /// A device with `counts` objects of each kind; `epoch` is the instant
     /// its values start drifting from and its fault schedule counts from.
-    pub fn new(instance: u32, per_kind: usize, route: Option<Route>, faults: Faults, epoch: Instant) -> Self {
+    pub fn new(instance: u32, counts: Counts, route: Option<Route>, faults: Faults, epoch: Instant) -> Self {
         let objects = Kind::ALL
             .iter()
-            .flat_map(|&kind| (1..=per_kind as u32).map(move |i| Object::new(kind, i, instance)))
+            .enumerate()
+            .flat_map(|(slot, &kind)| (1..=counts.of(slot) as u32).map(move |i| Object::new(kind, i, instance)))
             .collect();
         Self {
             instance,
@@ -159,7 +160,7 @@ impl Device {
             faults,
             epoch,
             objects,
-            per_kind,
+            counts,
             rng: StdRng::seed_from_u64(u64::from(instance)),
             scratch: Vec::with_capacity(frame::MAX_DATAGRAM),
             rpm_results: Vec::new(),
@@ -411,7 +412,7 @@ impl Device {
     fn object_index(&self, id: ObjectId) -> Option<usize> {
         let slot = Kind::slot(id.object_type)?;
         let instance = usize::try_from(id.instance).ok()?;
-        (1..=self.per_kind).contains(&instance).then(|| slot * self.per_kind + instance - 1)
+        (1..=self.counts.of(slot)).contains(&instance).then(|| self.counts.offset(slot) + instance - 1)
     }
 
     fn is_self(&self, id: ObjectId) -> bool {

@@ -35,7 +35,7 @@ struct Harness {
 impl Harness {
     fn new(objects: usize, faults: Faults) -> Self {
         let now = Instant::now();
-        Self { device: Device::new(1001, objects, None, faults, now), out: Outbox::default(), now }
+        Self { device: Device::new(1001, Counts::per_kind(objects), None, faults, now), out: Outbox::default(), now }
     }
 
     /// Sends a datagram; returns every datagram the device answers with.

@@ -12,8 +12,9 @@
 //!                      └─ forwards unconfirmed requests (Who-Is) to every
 //!                         device task's channel; each answers from its socket
 //!   layout port    device task IP:P+k         (one per device)
-//!   layout router  router task IP:P           owns a Router that owns
-//!                                             every Device behind it
+//!   layout router  router task IP:P+r         router r (of `routers`) owns
+//!                                             the Devices behind it on
+//!                                             network router_network+r
 //! ```
 //!
 //! A socket task owns its state, so nothing on the request path takes a lock:
@@ -67,6 +68,7 @@ use crate::bacnet::frame::{self, Apdu, Body};
 use crate::bacnet::services::{ErrorClassCode, PropertyRef};
 use crate::bacnet::types::{property, ObjectId, Route, MAX_INSTANCE};
 use device::Device;
+use object::Counts;
 use outbox::{OutFrame, Outbox};
 use router::Router;
 
@@ -78,7 +80,8 @@ pub enum Layout {
     Ip,
     /// Device k at IP:PORT+k (port 0: each gets a port from the OS).
     Port,
-    /// A router at IP:PORT with every device behind it on one network.
+    /// `routers` routers at IP:PORT+r, each with its share of the devices
+    /// behind it on network `router_network + r`.
     Router,
 }
 
@@ -120,14 +123,18 @@ impl Default for Faults {
 pub struct SimConfig {
     /// Number of devices.
     pub devices: usize,
-    /// Objects of each type per device.
+    /// Objects of each type per device...
     pub objects: usize,
+    /// ...or exactly this many per device, spread over the types.
+    pub points: Option<usize>,
     /// Base address: the first device, or the router.
     pub bind: SocketAddr,
     pub layout: Layout,
     pub first_instance: u32,
-    /// Network number behind the router (layout router).
+    /// Network number behind the first router (layout router).
     pub router_network: u16,
+    /// Routers (layout router); devices are shared out in turn, in blocks.
+    pub routers: usize,
     pub faults: Faults,
     /// Faults apply only to these device instances; `None`: to all.
     pub fault_devices: Option<Vec<u32>>,
@@ -138,10 +145,12 @@ impl Default for SimConfig {
         Self {
             devices: 1,
             objects: 10,
+            points: None,
             bind: SocketAddr::from(([127, 0, 0, 2], 47808)),
             layout: Layout::Ip,
             first_instance: 1001,
             router_network: 100,
+            routers: 1,
             faults: Faults::default(),
             fault_devices: None,
         }
@@ -305,11 +314,23 @@ fn check(config: &SimConfig) -> Result<(), SimError> {
     if !(50..=1476).contains(&f.max_apdu) {
         return bad(format!("max APDU {} is not in 50..=1476", f.max_apdu));
     }
-    if config.layout == Layout::Router && config.devices > usize::from(u16::MAX) - 1 {
-        return bad("a router has at most 65534 devices behind it".into());
+    if config.points.is_some_and(|n| n > MAX_INSTANCE as usize) {
+        return bad(format!("points must be at most {MAX_INSTANCE}"));
     }
-    if config.layout == Layout::Router && matches!(config.router_network, 0 | 0xFFFF) {
-        return bad(format!("network {} is reserved", config.router_network));
+    if config.layout == Layout::Router {
+        if config.routers == 0 || config.routers > config.devices {
+            return bad(format!("routers must be between 1 and the number of devices ({})", config.devices));
+        }
+        if config.devices.div_ceil(config.routers) > usize::from(u16::MAX) - 1 {
+            return bad("a router has at most 65534 devices behind it".into());
+        }
+        let last = usize::from(config.router_network) + config.routers - 1;
+        if config.router_network == 0 || last >= 0xFFFF {
+            return bad(format!("networks {}..={last} are not all in 1..=65534", config.router_network));
+        }
+        if config.bind.port() != 0 && usize::from(config.bind.port()) + config.routers - 1 > usize::from(u16::MAX) {
+            return bad(format!("ports {}.. for {} routers go above 65535", config.bind.port(), config.routers));
+        }
     }
     Ok(())
 }
@@ -350,6 +371,7 @@ pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
         _ => config.faults.clone(),
     };
     let instance = |k: usize| config.first_instance + k as u32;
+    let counts = config.points.map_or(Counts::per_kind(config.objects), Counts::spread);
     let (shutdown, stop) = watch::channel(());
     let mut devices = Vec::with_capacity(n);
     let mut controls = Vec::with_capacity(n);
@@ -391,7 +413,7 @@ pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
                 let (tx, rx) = mpsc::channel(COMMANDS);
                 forward.push(tx.clone());
                 controls.push(tx);
-                let dev = Device::new(instance(k), config.objects, None, faults_for(instance(k)), epoch);
+                let dev = Device::new(instance(k), counts, None, faults_for(instance(k)), epoch);
                 tasks.push(tokio::spawn(serve(socket, Node::Device(Box::new(dev)), rx, stop.clone())));
             }
             if let Some(listener) = listener {
@@ -400,18 +422,29 @@ pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
             }
         }
         Layout::Router => {
-            let socket = bind(config.bind).await?;
-            let address = local_addr(&socket, config.bind)?;
-            let mut behind = Vec::with_capacity(n);
-            for k in 0..n {
-                let route = Route { network: config.router_network, mac: Router::mac(k, n) };
-                behind.push(Device::new(instance(k), config.objects, Some(route), faults_for(instance(k)), epoch));
-                devices.push(SimDevice { instance: instance(k), address, route: Some(route) });
+            // Router r serves devices r*per..(r+1)*per (the last one fewer).
+            let per = n.div_ceil(config.routers);
+            for (r, first) in (0..n).step_by(per).enumerate() {
+                let at = match config.bind.port() {
+                    0 => config.bind,
+                    p => SocketAddr::new(config.bind.ip(), p + r as u16),
+                };
+                let socket = bind(at).await?;
+                let address = local_addr(&socket, at)?;
+                let network = config.router_network + r as u16;
+                let count = per.min(n - first);
+                let mut behind = Vec::with_capacity(count);
+                for j in 0..count {
+                    let k = first + j;
+                    let route = Route { network, mac: Router::mac(j, count) };
+                    behind.push(Device::new(instance(k), counts, Some(route), faults_for(instance(k)), epoch));
+                    devices.push(SimDevice { instance: instance(k), address, route: Some(route) });
+                }
+                let (tx, rx) = mpsc::channel(COMMANDS);
+                controls.extend(std::iter::repeat_n(tx, count));
+                let node = Node::Router(Router::new(network, behind));
+                tasks.push(tokio::spawn(serve(socket, node, rx, stop.clone())));
             }
-            let (tx, rx) = mpsc::channel(COMMANDS);
-            controls = vec![tx; n];
-            let node = Node::Router(Router::new(config.router_network, behind));
-            tasks.push(tokio::spawn(serve(socket, node, rx, stop.clone())));
         }
     }
     tracing::debug!(devices = n, layout = ?config.layout, "simulator started");

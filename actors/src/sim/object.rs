@@ -49,6 +49,39 @@ const COMMON: [u32; 7] = [
     p::OUT_OF_SERVICE,
 ];
 
+/// How many objects of each [`Kind`] a device has, in [`Kind::ALL`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts([usize; Kind::ALL.len()]);
+
+impl Counts {
+    /// `n` objects of every kind.
+    pub fn per_kind(n: usize) -> Self {
+        Self([n; Kind::ALL.len()])
+    }
+
+    /// `total` objects spread over the kinds in turn, so every kind is
+    /// there: 50 are 8 analog-inputs and 7 of each other kind.
+    pub fn spread(total: usize) -> Self {
+        let k = Kind::ALL.len();
+        Self(std::array::from_fn(|slot| total / k + usize::from(slot < total % k)))
+    }
+
+    /// Objects of the kind at `slot`.
+    pub fn of(&self, slot: usize) -> usize {
+        self.0.get(slot).copied().unwrap_or(0)
+    }
+
+    /// Index of the first object of the kind at `slot` in a list holding
+    /// every kind in turn.
+    pub fn offset(&self, slot: usize) -> usize {
+        self.0.iter().take(slot).sum()
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+}
+
 impl Kind {
     pub const ALL: [Kind; 7] = [
         Kind::AnalogInput,
@@ -418,6 +451,15 @@ mod tests {
 
     fn pv(o: &Object) -> Value {
         o.read(PropertyRef::new(p::PRESENT_VALUE), 0.0).unwrap()
+    }
+
+    #[test]
+    fn a_point_count_is_spread_over_every_kind() {
+        let c = Counts::spread(50);
+        assert_eq!((0..7).map(|k| c.of(k)).collect::<Vec<_>>(), [8, 7, 7, 7, 7, 7, 7]);
+        assert_eq!((c.total(), c.offset(0), c.offset(1), c.offset(6)), (50, 0, 8, 43));
+        assert_eq!(Counts::spread(3).total(), 3);
+        assert_eq!(Counts::per_kind(2).total(), 14);
     }
 
     #[test]

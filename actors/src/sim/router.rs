@@ -115,6 +115,7 @@ mod tests {
     use crate::bacnet::codec::Value;
     use crate::bacnet::services::{IAm, PropertyRef};
     use crate::bacnet::types::{object_type, property, service, ObjectId, Route};
+    use crate::sim::object::Counts;
     use crate::sim::testing::{self, rp_value};
     use crate::sim::Faults;
 
@@ -123,7 +124,7 @@ mod tests {
         let devices = (0..n)
             .map(|k| {
                 let route = Route { network: 100, mac: Router::mac(k, n) };
-                Device::new(1001 + k as u32, 1, Some(route), Faults::default(), now)
+                Device::new(1001 + k as u32, Counts::per_kind(1), Some(route), Faults::default(), now)
             })
             .collect();
         (Router::new(100, devices), now)

@@ -296,6 +296,41 @@ async fn router_layout_over_udp() {
     sim.shutdown().await;
 }
 
+/// Several routers: router r on its own socket with network 100+r, the
+/// devices shared out in blocks, each with exactly `points` objects.
+#[tokio::test]
+async fn several_routers_with_a_point_count() {
+    let cfg = SimConfig { routers: 3, points: Some(50), ..config(Layout::Router, 7, 1) };
+    let sim = start(cfg).await.unwrap();
+    let devices = sim.devices().to_vec();
+    let networks: Vec<u16> = devices.iter().map(|d| d.route.unwrap().network).collect();
+    assert_eq!(networks, [100, 100, 100, 101, 101, 101, 102]);
+    assert_ne!(devices[0].address, devices[3].address);
+    assert_ne!(devices[3].address, devices[6].address);
+    // device 1007 is the first (and only) one behind the third router
+    assert_eq!(devices[6].route.unwrap().mac, Mac::new(&[1]).unwrap());
+    let mut c = Client::new().await;
+    let list = PropertyRef::indexed(p::OBJECT_LIST, 0);
+    let answer = c
+        .ask(devices[6].address, &testing::rp_routed(1, devices[6].route.unwrap(), ObjectId::device(1007), list))
+        .await;
+    assert_eq!(rp_value(&answer), Value::Unsigned(51), "50 points and the device object");
+    // the same request to another router's network is not answered
+    let wrong = Route { network: 100, ..devices[6].route.unwrap() };
+    c.send(devices[6].address, &testing::rp_routed(2, wrong, ObjectId::device(1007), list)).await;
+    assert!(c.recv_within(Duration::from_millis(200)).await.is_none());
+    // the last of the 8 analog-inputs and the 7th multi-state-value exist, no 8th
+    let at = |i| (devices[4].address, devices[4].route.unwrap(), i);
+    let (a, r, _) = at(0);
+    let ai8 = c.ask(a, &testing::rp_routed(3, r, ObjectId::new(ot::ANALOG_INPUT, 8), PV)).await;
+    assert!(matches!(rp_value(&ai8), Value::Real(_)));
+    let msv7 = c.ask(a, &testing::rp_routed(4, r, ObjectId::new(ot::MULTI_STATE_VALUE, 7), PV)).await;
+    assert!(matches!(rp_value(&msv7), Value::Unsigned(_)));
+    let msv8 = c.ask(a, &testing::rp_routed(5, r, ObjectId::new(ot::MULTI_STATE_VALUE, 8), PV)).await;
+    assert_eq!(error_of(&msv8), (error::CLASS_OBJECT, error::CODE_UNKNOWN_OBJECT));
+    sim.shutdown().await;
+}
+
 #[test]
 fn sim_devices_print_as_the_cli_contract_says() {
     let d = SimDevice { instance: 1001, address: "127.0.0.2:47808".parse().unwrap(), route: None };
@@ -310,6 +345,9 @@ async fn bad_configurations_are_refused() {
         SimConfig { faults: Faults { drop_rate: 1.5, ..Faults::default() }, ..SimConfig::default() },
         SimConfig { faults: Faults { max_apdu: 20, ..Faults::default() }, ..SimConfig::default() },
         SimConfig { bind: "127.255.255.250:0".parse().unwrap(), devices: 10, ..SimConfig::default() },
+        SimConfig { routers: 0, ..config(Layout::Router, 3, 1) },
+        SimConfig { routers: 4, ..config(Layout::Router, 3, 1) },
+        SimConfig { routers: 2, router_network: 65534, ..config(Layout::Router, 3, 1) },
     ] {
         assert!(matches!(start(cfg).await, Err(SimError::Config(_))));
     }
