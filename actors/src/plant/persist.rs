@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::model::{DeviceSnapshot, Quality};
@@ -83,27 +84,34 @@ async fn run(
     snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rows = Vec::with_capacity(HISTORY_BATCH);
+    // Rows are gathered for up to `history_flush` before they are written,
+    // without holding up the snapshot and prune timers or the shutdown.
+    let mut write_at: Option<Instant> = None;
     let mut history_open = true;
     loop {
+        let room = HISTORY_BATCH.saturating_sub(rows.len());
+        let gathered = async {
+            match write_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = snapshots.tick() => saved = save_changed(&store, &directory, saved).await,
             _ = prune.tick() => prune_old(&store, settings.retention).await,
-            n = history.recv_many(&mut rows, HISTORY_BATCH), if history_open => {
+            n = history.recv_many(&mut rows, room), if history_open && room > 0 => {
                 if n == 0 {
                     history_open = false;
-                    continue;
                 }
-                // Gather a little more before writing.
-                let deadline = tokio::time::Instant::now() + settings.history_flush;
-                while rows.len() < HISTORY_BATCH {
-                    match tokio::time::timeout_at(deadline, history.recv_many(&mut rows, HISTORY_BATCH)).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-                write_history(&store, &mut rows).await;
+                write_at.get_or_insert_with(|| Instant::now() + settings.history_flush);
             }
+            _ = gathered => {}
+        }
+        let due = write_at.is_some_and(|at| at <= Instant::now());
+        if due || rows.len() >= HISTORY_BATCH || (!history_open && !rows.is_empty()) {
+            write_history(&store, &mut rows).await;
+            write_at = None;
         }
     }
     while let Ok(r) = history.try_recv() {
@@ -178,5 +186,57 @@ async fn prune_old(store: &Store, retention: Duration) {
     }
     if total > 0 {
         info!(rows = total, "history pruned");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bacnet::types::{Address, ObjectId};
+    use crate::store::StoreConfig;
+
+    /// A steady stream of history rows must not hold up the snapshot timer:
+    /// a kill -9 loses at most one snapshot interval (found by
+    /// tests/soak/kill_loop.py: with rows arriving all the time, snapshots
+    /// were written every history_flush instead).
+    #[tokio::test(start_paused = true)]
+    async fn history_rows_do_not_delay_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("store"))).unwrap();
+        let directory = Directory::default();
+        let (tx, rx) = mpsc::channel(1024);
+        let (stop, stopped) = watch::channel(());
+        let settings = PersistSettings {
+            snapshot_interval: Duration::from_millis(200),
+            history_flush: Duration::from_secs(1),
+            retention: Duration::from_secs(3600),
+            prune_every: Duration::from_secs(3600),
+        };
+        let task = spawn(store.clone(), directory.clone(), rx, settings, stopped);
+        let address = Address::direct("127.0.0.1:47808".parse().unwrap());
+        // 3 s: the device changes and a history row arrives every 50 ms
+        for i in 0..60u64 {
+            let mut snap = DeviceSnapshot::new(1001, "n", address, None);
+            snap.last_seen = Some(i);
+            directory.publish(snap);
+            let row = HistoryRecord {
+                network: "n".into(),
+                instance: 1001,
+                object: ObjectId::new(0, 1),
+                at: 1_000 + i,
+                value: i as f64,
+                quality: Quality::Good,
+            };
+            tx.send(row).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let written = store.stats().snapshots_written;
+        // one save per 200 ms tick: about 15 (it was 3, one per history_flush)
+        assert!(written >= 10, "{written} snapshot writes in 3 s");
+        let _ = stop.send(());
+        task.await.unwrap();
+        let point = PointKey::new("n", 1001, ObjectId::new(0, 1).to_string());
+        let rows = store.history(&point, UNIX_EPOCH, SystemTime::now(), 100, None).await.unwrap();
+        assert_eq!(rows.len(), 60, "every row written by the end");
     }
 }
