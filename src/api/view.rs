@@ -356,6 +356,8 @@ pub struct DeviceCountersView {
     /// Restarts of the device's actor by its supervisor.
     pub restarts: u64,
     pub enrolments: u64,
+    /// Polls that started later than their due time plus the overrun window.
+    pub overruns: u64,
 }
 
 impl From<DeviceCounters> for DeviceCountersView {
@@ -366,6 +368,7 @@ impl From<DeviceCounters> for DeviceCountersView {
             timeouts: c.timeouts,
             restarts: c.restarts,
             enrolments: c.enrolments,
+            overruns: c.overruns,
         }
     }
 }
@@ -920,7 +923,7 @@ mod tests {
         assert_eq!(j["points"], 0);
         assert_eq!(
             j["counters"],
-            json!({"polls_ok": 0, "polls_failed": 0, "timeouts": 0, "restarts": 0, "enrolments": 0})
+            json!({"polls_ok": 0, "polls_failed": 0, "timeouts": 0, "restarts": 0, "enrolments": 0, "overruns": 0})
         );
         let keys: Vec<&str> = j.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
         for k in [

@@ -263,7 +263,11 @@ async fn metrics_show_the_plant_as_the_api_does() {
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "buckets are cumulative: {buckets:?}");
     let count = m.one("plantwatch_bacnet_request_duration_seconds_count", &rpm);
     assert_eq!(buckets.last().copied(), Some(count));
-    for family in ["plantwatch_bacnet_retries_total", "plantwatch_bacnet_malformed_frames_total"] {
+    for family in [
+        "plantwatch_bacnet_retries_total",
+        "plantwatch_bacnet_malformed_frames_total",
+        "plantwatch_poll_overruns_total",
+    ] {
         assert_eq!(m.one(family, &[("network", net)]), 0.0, "{family}");
     }
     assert!(m.one("plantwatch_actor_heartbeat_age_seconds", &[("network", net)]) < 30.0);

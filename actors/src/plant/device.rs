@@ -446,9 +446,12 @@ impl DeviceState {
                     });
                 }
                 if !self.polling {
-                    let batches = self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch);
-                    if !batches.is_empty() {
-                        self.start_poll(myself, batches);
+                    let due = self.schedule.take_due(&self.snap.points, &self.cov_active, now, self.batch);
+                    if due.late {
+                        self.snap.counters.overruns += 1;
+                    }
+                    if !due.batches.is_empty() {
+                        self.start_poll(myself, due.batches);
                     }
                 }
             }

@@ -146,15 +146,23 @@ impl Point {
 
 /// Counters of one device, kept across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceCounters {
     pub polls_ok: u64,
     pub polls_failed: u64,
     pub timeouts: u64,
     pub restarts: u64,
     pub enrolments: u64,
+    /// Polls that started later than their due time plus the overrun window.
+    pub overruns: u64,
 }
 
-/// Everything about one device that survives a restart.
+/// Everything about one device that survives a restart. The store keeps it
+/// in MessagePack with positional structs: add new fields at the end of a
+/// struct with `#[serde(default)]` so older snapshots still decode; a field
+/// removed or reordered needs a new snapshot format byte in the store, or
+/// the old snapshots are skipped at the next start (the devices then enrol
+/// again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSnapshot {
     pub instance: u32,

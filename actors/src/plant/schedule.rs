@@ -39,6 +39,23 @@ pub struct Schedule {
     phase: f64,
 }
 
+/// What [`Schedule::take_due`] found due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The points to read now, in request-sized batches.
+    pub batches: Vec<Vec<ObjectId>>,
+    /// The poll starts later than a point's due time plus its
+    /// [`overrun_window`]: an overrun (the previous poll was still running,
+    /// or the actor or its network could not keep up).
+    pub late: bool,
+}
+
+/// How late a poll may start before it counts as an overrun: a tenth of the
+/// interval, at least 100 ms (the jitter of timers and of a busy mailbox).
+pub fn overrun_window(interval: Duration) -> Duration {
+    (interval / 10).max(Duration::from_millis(100))
+}
+
 /// The first round of a new schedule is spread over at most this long.
 const FIRST_ROUND: Duration = Duration::from_secs(1);
 
@@ -55,20 +72,17 @@ impl Schedule {
 
     /// The points due at `now` (skipping those served by COV), in batches of
     /// at most `batch` points; their next due time moves one interval on.
-    pub fn take_due(
-        &mut self,
-        points: &[Point],
-        cov_active: &[bool],
-        now: Instant,
-        batch: usize,
-    ) -> Vec<Vec<ObjectId>> {
+    pub fn take_due(&mut self, points: &[Point], cov_active: &[bool], now: Instant, batch: usize) -> Due {
         let mut due = Vec::new();
+        let mut late = false;
         for (i, p) in points.iter().enumerate() {
             let (Some(at), Some(first)) = (self.next_due.get_mut(i), self.first_round.get_mut(i)) else { continue };
             if *at > now {
                 continue;
             }
             let interval = Duration::from_millis(p.poll_ms.max(1));
+            let polled = !cov_active.get(i).copied().unwrap_or(false);
+            late |= polled && now > *at + overrun_window(interval);
             if *first {
                 *first = false;
                 *at = now + interval / 2 + interval.mul_f64(self.phase);
@@ -76,11 +90,11 @@ impl Schedule {
                 // A late tick does not cause a burst of catch-up polls.
                 *at = (*at + interval).max(now + interval / 2);
             }
-            if !cov_active.get(i).copied().unwrap_or(false) {
+            if polled {
                 due.push(p.object);
             }
         }
-        due.chunks(batch.max(1)).map(<[ObjectId]>::to_vec).collect()
+        Due { batches: due.chunks(batch.max(1)).map(<[ObjectId]>::to_vec).collect(), late }
     }
 
     /// The earliest time a point is due.
@@ -237,11 +251,12 @@ mod tests {
         for _ in 0..100 {
             let mut sched = Schedule::new(&s.points, now, &mut rng);
             let first = sched.take_due(&s.points, &[], now + Duration::from_secs(1), 500);
-            assert_eq!(first.concat().len(), 20, "every point within the first second, in one batch");
+            assert_eq!(first.batches.concat().len(), 20, "every point within the first second, in one batch");
+            assert!(!first.late);
             // all points of a device share its phase: due together again
             let next = sched.next_wake().expect("due again");
             let again = sched.take_due(&s.points, &[], next, 500);
-            assert_eq!(again.concat().len(), 20);
+            assert_eq!((again.batches.concat().len(), again.late), (20, false));
             phases.push(next.duration_since(now).as_secs_f64());
         }
         // and devices are spread over the interval
@@ -256,11 +271,27 @@ mod tests {
         let mut sched = Schedule { next_due: vec![now; 10], first_round: vec![false; 10], phase: 0.5 };
         let mut cov = vec![false; 10];
         cov[0] = true;
-        let batches = sched.take_due(&s.points, &cov, now, 4);
+        let batches = sched.take_due(&s.points, &cov, now, 4).batches;
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 1]);
         assert!(!batches.concat().contains(&ObjectId::new(0, 1)));
         // a late wake-up does not poll twice to catch up
-        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4).is_empty());
+        assert!(sched.take_due(&s.points, &cov, now + Duration::from_millis(600), 4).batches.is_empty());
+    }
+
+    #[test]
+    fn a_poll_later_than_its_window_is_an_overrun() {
+        let now = Instant::now();
+        let s = device(2, Duration::from_secs(10));
+        let mut sched = Schedule { next_due: vec![now; 2], first_round: vec![false; 2], phase: 0.0 };
+        // within the window (a tenth of 10 s): on time
+        assert!(!sched.take_due(&s.points, &[], now + Duration::from_millis(999), 4).late);
+        // due again at now+10 s; starting 1.5 s after that is an overrun
+        let due = sched.take_due(&s.points, &[], now + Duration::from_millis(11_500), 4);
+        assert_eq!((due.batches.concat().len(), due.late), (2, true));
+        // a point served by COV is not polled, so it cannot overrun
+        let mut sched = Schedule { next_due: vec![now; 2], first_round: vec![false; 2], phase: 0.0 };
+        assert!(!sched.take_due(&s.points, &[true, true], now + Duration::from_secs(5), 4).late);
+        assert_eq!(overrun_window(Duration::from_millis(200)), Duration::from_millis(100));
     }
 
     #[test]
