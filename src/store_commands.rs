@@ -15,6 +15,13 @@ pub fn backup(args: &BackupArgs, env: &HashMap<String, String>) -> Result<(), Co
     let store = Store::open(&service::store_config(&config)).map_err(crate::store_error)?;
     let summary = store.backup(&args.out).map_err(|e| CommandError::Failed(e.to_string()))?;
     println!("backed up {} entries ({} bytes) to {}", summary.entries, summary.bytes, summary.path.display());
+    // The store's space amplification: what sled takes on disk for the data.
+    let on_disk = store.size_on_disk();
+    println!(
+        "data {} bytes (keys and values); store on disk {on_disk} bytes, {:.1}x the data",
+        summary.data_bytes,
+        on_disk as f64 / summary.data_bytes.max(1) as f64
+    );
     for (tree, n) in &summary.trees {
         println!("  {tree:<10} {n}");
     }

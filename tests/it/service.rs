@@ -291,6 +291,7 @@ async fn backup_and_restore_carry_a_store_to_a_new_place() {
     let (code, out, err) = run_cli(&["backup", "--out", &backup_arg], &cfg).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("backed up"), "{out}");
+    assert!(out.contains("x the data"), "the space amplification is reported: {out}");
 
     // restore into a new store path, and serve from it with no device reachable
     sim.shutdown().await;

@@ -88,9 +88,11 @@ impl Tag {
     }
 }
 
-/// A decoded property value. Serialized (snapshots, backups) as
-/// `{"type": "real", "value": 21.5}`.
+/// A decoded property value. Serialized in human-readable formats (JSON:
+/// golden files, older snapshots) as `{"type": "real", "value": 21.5}`; in
+/// binary ones (the store's snapshots) externally tagged, see [`Compact`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(remote = "Self")]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum Value {
     Null,
@@ -111,6 +113,79 @@ pub enum Value {
     /// Context-tagged or constructed data this decoder does not interpret
     /// (BACnetDateTime, time stamps, schedules...): the raw tagged bytes.
     Opaque(Vec<u8>),
+}
+
+/// [`Value`] in binary formats: externally tagged, because the adjacently
+/// tagged form cannot be read back from positional formats (a `Null` has no
+/// content field). Variant order is part of the stored form: add at the end.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Compact {
+    Null,
+    Boolean(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Real(f32),
+    Double(f64),
+    OctetString(Vec<u8>),
+    CharacterString(String),
+    BitString(BitString),
+    Enumerated(u32),
+    Date(Date),
+    Time(Time),
+    ObjectId(ObjectId),
+    List(Vec<Value>),
+    Opaque(Vec<u8>),
+}
+
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return Value::serialize(self, s);
+        }
+        let c = match self.clone() {
+            Value::Null => Compact::Null,
+            Value::Boolean(v) => Compact::Boolean(v),
+            Value::Unsigned(v) => Compact::Unsigned(v),
+            Value::Signed(v) => Compact::Signed(v),
+            Value::Real(v) => Compact::Real(v),
+            Value::Double(v) => Compact::Double(v),
+            Value::OctetString(v) => Compact::OctetString(v),
+            Value::CharacterString(v) => Compact::CharacterString(v),
+            Value::BitString(v) => Compact::BitString(v),
+            Value::Enumerated(v) => Compact::Enumerated(v),
+            Value::Date(v) => Compact::Date(v),
+            Value::Time(v) => Compact::Time(v),
+            Value::ObjectId(v) => Compact::ObjectId(v),
+            Value::List(v) => Compact::List(v),
+            Value::Opaque(v) => Compact::Opaque(v),
+        };
+        c.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            return Value::deserialize(d);
+        }
+        Ok(match Compact::deserialize(d)? {
+            Compact::Null => Value::Null,
+            Compact::Boolean(v) => Value::Boolean(v),
+            Compact::Unsigned(v) => Value::Unsigned(v),
+            Compact::Signed(v) => Value::Signed(v),
+            Compact::Real(v) => Value::Real(v),
+            Compact::Double(v) => Value::Double(v),
+            Compact::OctetString(v) => Value::OctetString(v),
+            Compact::CharacterString(v) => Value::CharacterString(v),
+            Compact::BitString(v) => Value::BitString(v),
+            Compact::Enumerated(v) => Value::Enumerated(v),
+            Compact::Date(v) => Value::Date(v),
+            Compact::Time(v) => Value::Time(v),
+            Compact::ObjectId(v) => Value::ObjectId(v),
+            Compact::List(v) => Value::List(v),
+            Compact::Opaque(v) => Value::Opaque(v),
+        })
+    }
 }
 
 impl Value {

@@ -235,6 +235,8 @@ pub struct BackupSummary {
     pub entries: u64,
     /// Size of the backup file.
     pub bytes: u64,
+    /// The data itself: keys and values, summed (on a backup; 0 on a restore).
+    pub data_bytes: u64,
     /// On a restore that replaced a store: where the old one was moved.
     pub moved_aside: Option<PathBuf>,
 }
@@ -410,6 +412,30 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// First byte of a snapshot in the store's binary form (MessagePack, structs
+/// as arrays). Older stores hold JSON, which starts with `{` and is still read.
+const SNAPSHOT_MSGPACK: u8 = 1;
+
+/// A snapshot as the store keeps it: a format byte, then MessagePack with
+/// positional structs. A fraction of the size of JSON and faster to write and
+/// read: at 10,000 devices the snapshots are most of what the store writes.
+/// Self-describing, so a field added later with `#[serde(default)]` at the
+/// end of a struct still decodes from an older snapshot.
+fn encode_snapshot<T: Serialize + ?Sized>(snapshot: &T) -> Result<Vec<u8>, String> {
+    let mut out = vec![SNAPSHOT_MSGPACK];
+    rmp_serde::encode::write(&mut out, snapshot).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&SNAPSHOT_MSGPACK, rest)) => rmp_serde::from_slice(rest).map_err(|e| e.to_string()),
+        Some((b'{', _)) => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Some((b, _)) => Err(format!("unknown snapshot format {b:#04x}")),
+        None => Err("empty snapshot".to_owned()),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `config.path`. Blocking: call
     /// it at start-up or from a blocking task. Fails with a clear error if
@@ -490,11 +516,11 @@ impl Store {
         snapshot: &T,
     ) -> Result<(), StoreError> {
         let key = keys::snapshot_key(network, instance)?;
-        let value = serde_json::to_vec(snapshot).map_err(|e| StoreError::Snapshot {
+        let value = encode_snapshot(snapshot).map_err(|reason| StoreError::Snapshot {
             network: network.to_owned(),
             instance,
             action: "encoded",
-            reason: e.to_string(),
+            reason,
         })?;
         self.run("save_snapshot", move |s| {
             s.snapshots.insert(key, value).map_err(|e| s.storage(e))?;
@@ -515,11 +541,11 @@ impl Store {
             let Some(bytes) = s.snapshots.get(key).map_err(|e| s.storage(e))? else {
                 return Ok(None);
             };
-            serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Snapshot {
+            decode_snapshot(&bytes).map(Some).map_err(|reason| StoreError::Snapshot {
                 network,
                 instance,
                 action: "decoded",
-                reason: e.to_string(),
+                reason,
             })
         })
         .await
@@ -540,9 +566,9 @@ impl Store {
                     warn!(key = ?key, "skipping a snapshot with a malformed key");
                     continue;
                 };
-                match serde_json::from_slice(&value) {
+                match decode_snapshot(&value) {
                     Ok(snapshot) => out.push((network, instance, snapshot)),
-                    Err(e) => warn!(network, instance, error = %e, "skipping a snapshot that does not decode"),
+                    Err(error) => warn!(network, instance, error, "skipping a snapshot that does not decode"),
                 }
             }
             Ok(out)
@@ -828,9 +854,11 @@ impl Store {
             (AUDIT, &s.audit),
             (API_KEYS, &s.api_keys),
         ];
+        let mut data_bytes = 0u64;
         for (name, tree) in trees {
             for item in tree.iter() {
                 let (key, value) = item.map_err(|e| s.storage(e))?;
+                data_bytes += (key.len() + value.len()) as u64;
                 writer.entry(name, &key, &value).map_err(write_error)?;
             }
         }
@@ -848,6 +876,7 @@ impl Store {
             trees,
             entries,
             bytes,
+            data_bytes,
             moved_aside: None,
         })
     }
@@ -1049,6 +1078,7 @@ fn import(config: &StoreConfig, from: &Path) -> Result<BackupSummary, StoreError
         trees: counts,
         entries,
         bytes,
+        data_bytes: 0,
         moved_aside: None,
     })
 }

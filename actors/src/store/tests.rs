@@ -337,7 +337,7 @@ async fn backup_then_restore_into_a_fresh_path_is_identical() {
     assert_eq!(written.bytes, fs::metadata(&file).unwrap().len());
     let text = fs::read_to_string(&file).unwrap();
     assert!(text.starts_with(r#"{"format":"plantwatch-store-backup","format_version":1,"schema_version":1"#));
-    assert!(text.contains(r#"\"status\":\"online\""#), "snapshots stay readable");
+    assert!(text.contains(r#"\"write\":\"analog-output:1\""#), "text records stay readable");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left beside the backup");
 
     let target = config(&dir.path().join("nested/restored"));
@@ -371,7 +371,7 @@ async fn restore_refuses_a_damaged_or_foreign_backup() {
     let text = fs::read_to_string(&good).unwrap();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("flipped", text.replacen("online", "offline", 1).into_bytes(), "do not match its checksum"),
+        ("flipped", text.replacen("21.5", "21.6", 1).into_bytes(), "do not match its checksum"),
         ("truncated", text.as_bytes()[..text.len() / 2].to_vec(), "line"),
         (
             "cut-footer",
@@ -555,4 +555,73 @@ async fn long_churn_levels_off() {
     }
     let peak = sizes.iter().copied().max().unwrap_or(0);
     assert!(peak < 64 << 20, "store grew to {peak} bytes");
+}
+
+/// Device snapshots are stored in MessagePack with a format byte; every value
+/// kind survives, the form is much smaller than JSON, and a snapshot written
+/// as JSON by an older version is still read.
+#[tokio::test]
+async fn device_snapshots_are_compact_and_older_json_ones_still_load() {
+    use crate::bacnet::codec::Value;
+    use crate::bacnet::types::{Address, BitString, Date, Mac, ObjectId, Route, Time};
+    use crate::plant::model::{DeviceIdentity, DeviceSnapshot, Point, Quality};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("db"));
+    let address = Address::routed("127.0.0.1:47808".parse().unwrap(), 7, Mac::new(&[0x0a]).unwrap());
+    let mut s = DeviceSnapshot::new(1001, "bldg-a", address, Some("AHU-1".into()));
+    s.identity = Some(DeviceIdentity { name: "AHU".into(), database_revision: Some(3), ..Default::default() });
+    s.errors.insert("timeout".into(), 2);
+    s.counters.overruns = 1;
+    let values = [
+        Value::Null,
+        Value::Boolean(true),
+        Value::Unsigned(7),
+        Value::Signed(-3),
+        Value::Real(21.5),
+        Value::Double(1e300),
+        Value::OctetString(vec![1, 2]),
+        Value::CharacterString("Zone Temp".into()),
+        Value::BitString(BitString::new(vec![true, false, true])),
+        Value::Enumerated(62),
+        Value::Date(Date([126, 12, 7, 1])),
+        Value::Time(Time([12, 0, 0, 0])),
+        Value::ObjectId(ObjectId::new(8, 1001)),
+        Value::List(vec![Value::Real(1.0), Value::Null]),
+        Value::Opaque(vec![0x2e, 0x2f]),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let mut p = Point::new(ObjectId::new(2, i as u32 + 1), Duration::from_secs(60), i % 2 == 0);
+        p.name = format!("Point {i}");
+        p.description = "simulated zone temperature, drifting slowly".into();
+        p.state_text = vec!["Off".into(), "On".into()];
+        p.value = Some(v.clone());
+        p.quality = Quality::Good;
+        p.cov_increment = Some(0.5);
+        s.points.push(p);
+    }
+    store.save_snapshot("bldg-a", 1001, &s).await.unwrap();
+    assert_eq!(store.load_snapshot::<DeviceSnapshot>("bldg-a", 1001).await.unwrap().as_ref(), Some(&s));
+    let stored = store.inner.snapshots.get(keys::snapshot_key("bldg-a", 1001).unwrap()).unwrap().unwrap();
+    let json = serde_json::to_vec(&s).unwrap();
+    assert_eq!(stored[0], SNAPSHOT_MSGPACK);
+    assert!(stored.len() * 3 < json.len(), "{} bytes stored against {} of JSON", stored.len(), json.len());
+    assert_eq!(s.address, "127.0.0.1:47808".parse().unwrap());
+    assert_eq!(s.route, Some(Route { network: 7, mac: Mac::new(&[0x0a]).unwrap() }));
+
+    // a JSON snapshot from an older version loads, alone and in the full load
+    let mut old = s.clone();
+    old.instance = 1002;
+    store.inner.snapshots.insert(keys::snapshot_key("bldg-a", 1002).unwrap(), json_of(&old)).unwrap();
+    assert_eq!(store.load_snapshot::<DeviceSnapshot>("bldg-a", 1002).await.unwrap(), Some(old.clone()));
+    // an unknown format byte is refused, not misread
+    store.inner.snapshots.insert(keys::snapshot_key("bldg-a", 1003).unwrap(), vec![9, 1, 2]).unwrap();
+    let err = store.load_snapshot::<DeviceSnapshot>("bldg-a", 1003).await.unwrap_err();
+    assert!(err.to_string().contains("unknown snapshot format 0x09"), "{err}");
+    let all = store.load_snapshots::<DeviceSnapshot>().await.unwrap();
+    assert_eq!(all.iter().map(|(_, i, _)| *i).collect::<Vec<_>>(), [1001, 1002]);
+}
+
+fn json_of(s: &crate::plant::model::DeviceSnapshot) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap()
 }
