@@ -92,6 +92,16 @@ impl Default for Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChurnReturnArg {
+    /// As it was: only the network was gone.
+    Same,
+    /// Restarted: priority arrays and COV subscriptions cleared.
+    Restart,
+    /// Restarted with a new Database_Revision and a changed object list.
+    NewRevision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LayoutArg {
     /// Device k at IP+k:PORT, with a broadcast listener on 127.255.255.255:PORT.
     Ip,
@@ -136,6 +146,13 @@ pub struct SimulateArgs {
     /// Delay before every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub slow_ms: u64,
+    /// Vary that delay by up to plus or minus this many milliseconds, uniformly.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Fraction of answers sent garbled: malformed frames, or a right header
+    /// over service data that does not decode (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub garbage_rate: f64,
     /// Reject ReadPropertyMultiple with unrecognized-service.
     #[arg(long)]
     pub no_rpm: bool,
@@ -151,6 +168,25 @@ pub struct SimulateArgs {
     /// Answer again this many seconds after going offline.
     #[arg(long)]
     pub online_after: Option<f64>,
+    /// Vanish every this many seconds (each device at its own offset in the
+    /// period, the first time after one period)...
+    #[arg(long, requires = "churn_for")]
+    pub churn_every: Option<f64>,
+    /// ...for this many seconds.
+    #[arg(long, requires = "churn_every")]
+    pub churn_for: Option<f64>,
+    /// What a vanished device is like when it comes back: as it was, restarted
+    /// (priority arrays and COV subscriptions cleared), or reconfigured
+    /// (restarted, with a new Database_Revision and a changed object list).
+    #[arg(long, value_enum, default_value_t = ChurnReturnArg::Same)]
+    pub churn_return: ChurnReturnArg,
+    /// `--layout router`: each router's remote network becomes unreachable
+    /// every this many seconds (requests for it get Reject-Message-To-Network)...
+    #[arg(long, requires = "router_outage_for")]
+    pub router_outage_every: Option<f64>,
+    /// ...for this many seconds.
+    #[arg(long, requires = "router_outage_every")]
+    pub router_outage_for: Option<f64>,
     /// Apply the faults above only to these device instances (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub fault_devices: Option<Vec<u32>>,

@@ -46,6 +46,7 @@ pub mod pdu {
 pub mod network_message {
     pub const WHO_IS_ROUTER_TO_NETWORK: u8 = 0x00;
     pub const I_AM_ROUTER_TO_NETWORK: u8 = 0x01;
+    pub const REJECT_MESSAGE_TO_NETWORK: u8 = 0x03;
 }
 
 /// Segment information of a segmented confirmed request or complex ack.

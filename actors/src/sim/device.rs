@@ -4,7 +4,13 @@
 //! notification retransmissions, COV of drifting values, expired
 //! subscriptions) by [`Device::next_deadline`]. The socket tasks in
 //! [`super`] only move bytes.
+//!
+//! Faults ([`Faults`]): dropped requests, delayed (and jittered) answers,
+//! garbled answers, a one-shot silence, and a periodic one after which the
+//! device comes back as it was, restarted, or reconfigured (a new
+//! Database_Revision and object list); see [`super::fault`].
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::fault::{self, OnReturn};
 use super::object::{self, err, Counts, Kind, Object, Pv};
 use super::outbox::Outbox;
 use super::segment::{AckOutcome, SegmentedAnswer};
@@ -128,7 +135,16 @@ pub struct Device {
     /// [`Kind`] in turn, instances 1..=count.
     objects: Vec<Object>,
     counts: Counts,
+    /// The counts of Database_Revision 1 (a reconfiguration changes `counts`).
+    base_counts: Counts,
+    database_revision: u64,
+    /// Periodic outages (churn) this device has been through.
+    outages_seen: u64,
+    /// Where in the churn period this device's outages fall.
+    churn_offset: Duration,
     rng: StdRng,
+    /// State of the answer-jitter PRNG (used from `&self`).
+    jitter: Cell<u64>,
     /// Service data of the answer being built.
     scratch: Vec<u8>,
     rpm_results: Vec<PropertyResult>,
@@ -149,19 +165,20 @@ impl Device {
     /// A device with `counts` objects of each kind; `epoch` is the instant
     /// its values start drifting from and its fault schedule counts from.
     pub fn new(instance: u32, counts: Counts, route: Option<Route>, faults: Faults, epoch: Instant) -> Self {
-        let objects = Kind::ALL
-            .iter()
-            .enumerate()
-            .flat_map(|(slot, &kind)| (1..=counts.of(slot) as u32).map(move |i| Object::new(kind, i, instance)))
-            .collect();
+        let churn_offset = faults.churn.map_or(Duration::ZERO, |c| c.outage.offset(instance));
         Self {
             instance,
             route,
             faults,
             epoch,
-            objects,
+            objects: objects_of(counts, instance),
             counts,
+            base_counts: counts,
+            database_revision: 1,
+            outages_seen: 0,
+            churn_offset,
             rng: StdRng::seed_from_u64(u64::from(instance)),
+            jitter: Cell::new(u64::from(instance).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             scratch: Vec::with_capacity(frame::MAX_DATAGRAM),
             rpm_results: Vec::new(),
             transactions: Vec::new(),
@@ -181,9 +198,57 @@ impl Device {
     }
 
     fn online(&self, now: Instant) -> bool {
-        let Some(off) = self.faults.offline_after else { return true };
         let t = now.saturating_duration_since(self.epoch);
+        if self.faults.churn.is_some_and(|c| c.outage.down(t, self.churn_offset)) {
+            return false;
+        }
+        let Some(off) = self.faults.offline_after else { return true };
         t < off || self.faults.online_after.is_some_and(|on| t >= off + on)
+    }
+
+    /// The device's Database_Revision (1, then one more per reconfiguration).
+    pub fn database_revision(&self) -> u64 {
+        self.database_revision
+    }
+
+    /// Applies what the periodic outages begun by `now` did to the device:
+    /// a restart or a reconfiguration happens while it is gone, so from
+    /// outside it is there when it comes back. Every entry point calls this
+    /// first.
+    pub fn catch_up(&mut self, now: Instant) {
+        let Some(churn) = self.faults.churn else { return };
+        let begun = churn.outage.begun(now.saturating_duration_since(self.epoch), self.churn_offset);
+        if begun <= self.outages_seen {
+            return;
+        }
+        let outages = begun - self.outages_seen;
+        self.outages_seen = begun;
+        // Gone: whatever the device was in the middle of is lost with it.
+        self.transactions.clear();
+        self.pending.clear();
+        match churn.on_return {
+            OnReturn::Same => {}
+            OnReturn::Restart => self.restart(),
+            OnReturn::NewRevision => {
+                self.database_revision += outages;
+                self.counts = self.base_counts.revised(self.database_revision);
+                self.objects = objects_of(self.counts, self.instance);
+                self.restart();
+            }
+        }
+        tracing::debug!(
+            device = self.instance,
+            outages,
+            revision = self.database_revision,
+            "device back from an outage"
+        );
+    }
+
+    /// A restart: commands and COV subscriptions are volatile.
+    fn restart(&mut self) {
+        self.objects.iter_mut().for_each(Object::clear_priority_array);
+        self.subscriptions.clear();
+        self.next_cov_scan = None;
     }
 
     fn segmentation(&self) -> Segmentation {
@@ -196,7 +261,7 @@ impl Device {
     }
 
     fn send_at(&self, now: Instant) -> Option<Instant> {
-        (!self.faults.slow.is_zero()).then(|| now + self.faults.slow)
+        fault::answer_delay(self.faults.slow, self.faults.jitter, &self.jitter).map(|d| now + d)
     }
 
     fn npdu(&self, to: &Peer, expecting_reply: bool) -> NpduOut {
@@ -216,6 +281,7 @@ impl Device {
     /// Handles a parsed frame addressed to this device (the router calls
     /// this for the devices behind it).
     pub fn handle_frame(&mut self, f: &Frame<'_>, from: SocketAddr, now: Instant, out: &mut Outbox) {
+        self.catch_up(now);
         if !self.online(now) {
             return;
         }
@@ -235,10 +301,18 @@ impl Device {
                     return;
                 }
                 let req = Request { peer, invoke_id, service, segmented_response_accepted, max_apdu, max_segments };
+                let before = out.frames.len();
                 if segment.is_some() {
                     self.abort(&req, error::ABORT_SEGMENTATION_NOT_SUPPORTED, now, out);
                 } else {
                     self.confirmed(&req, data, now, out);
+                }
+                if out.frames.len() > before && self.garbled() {
+                    let roll = self.rng.random::<u64>();
+                    for f in &mut out.frames[before..] {
+                        let how = fault::garble(&mut f.bytes, roll);
+                        tracing::trace!(device = self.instance, ?how, "answer garbled");
+                    }
                 }
             }
             Apdu::UnconfirmedRequest { service: service::WHO_IS, data } => {
@@ -266,6 +340,11 @@ impl Device {
     /// Whether the drop-rate fault swallows this request.
     fn dropped(&mut self) -> bool {
         self.faults.drop_rate > 0.0 && self.rng.random::<f64>() < self.faults.drop_rate
+    }
+
+    /// Whether the garbage fault spoils this answer.
+    fn garbled(&mut self) -> bool {
+        self.faults.garbage_rate > 0.0 && self.rng.random::<f64>() < self.faults.garbage_rate
     }
 
     fn who_is(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Outbox) {
@@ -473,7 +552,7 @@ impl Device {
             p::APDU_TIMEOUT => Value::Unsigned(APDU_TIMEOUT.as_millis() as u64),
             p::NUMBER_OF_APDU_RETRIES => Value::Unsigned(u64::from(APDU_RETRIES)),
             p::DEVICE_ADDRESS_BINDING => Value::List(Vec::new()),
-            p::DATABASE_REVISION => Value::Unsigned(1),
+            p::DATABASE_REVISION => Value::Unsigned(self.database_revision),
             p::DESCRIPTION => text("plantwatch simulated device"),
             _ => return Err(object::UNKNOWN_PROPERTY),
         })
@@ -730,6 +809,7 @@ impl Device {
     /// Retransmits what was not acknowledged in time, notifies COV of
     /// drifting values and expires subscriptions.
     pub fn on_timer(&mut self, now: Instant, out: &mut Outbox) {
+        self.catch_up(now);
         if !self.online(now) {
             // A device that went dark forgets its transactions.
             self.transactions.clear();
@@ -789,6 +869,7 @@ impl Device {
     /// Sets an object's value from outside (see [`Object::force`]) and
     /// notifies its COV subscribers.
     pub fn force(&mut self, id: ObjectId, value: &Value, now: Instant, out: &mut Outbox) -> Result<(), ErrorClassCode> {
+        self.catch_up(now);
         let i = self.object_index(id).ok_or(UNKNOWN_OBJECT)?;
         self.objects[i].force(value)?;
         self.cov_check(Some(i), now, out);
@@ -799,6 +880,15 @@ impl Device {
     pub fn read_from_outside(&self, id: ObjectId, prop: PropertyRef, now: Instant) -> Result<Value, ErrorClassCode> {
         self.read(id, prop, now)
     }
+}
+
+/// The objects of a device with `counts` of each kind, in Object_List order.
+fn objects_of(counts: Counts, instance: u32) -> Vec<Object> {
+    Kind::ALL
+        .iter()
+        .enumerate()
+        .flat_map(|(slot, &kind)| (1..=counts.of(slot) as u32).map(move |i| Object::new(kind, i, instance)))
+        .collect()
 }
 
 #[cfg(test)]

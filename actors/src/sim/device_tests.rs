@@ -341,6 +341,135 @@ fn slow_answers_are_delayed_not_dropped() {
     assert_eq!(h.out.frames[0].send_at, Some(h.now + Duration::from_millis(250)));
 }
 
+#[test]
+fn jittered_answers_spread_around_the_delay() {
+    let ms = Duration::from_millis;
+    let faults = Faults { slow: ms(200), jitter: ms(100), ..Faults::default() };
+    let mut h = Harness::new(1, faults);
+    let delays: Vec<Duration> = (0..200u8)
+        .map(|i| {
+            h.device.handle(&rp(i, AI1, PV), client(), h.now, &mut h.out);
+            let f = h.out.frames.pop().expect("answered");
+            f.send_at.expect("delayed") - h.now
+        })
+        .collect();
+    assert!(delays.iter().all(|d| (ms(100)..=ms(300)).contains(d)), "{delays:?}");
+    assert!(delays.iter().any(|d| *d < ms(150)) && delays.iter().any(|d| *d > ms(250)));
+}
+
+/// The churn schedule of device 1001 in a harness: its offset and the times
+/// (since the epoch) when its first outage starts and ends.
+fn first_outage(h: &Harness) -> (Duration, Duration) {
+    let c = h.device.faults.churn.expect("churn");
+    let start = c.outage.every + h.device.churn_offset;
+    (start, start + c.outage.length)
+}
+
+fn churning(on_return: crate::sim::OnReturn) -> Harness {
+    let outage = crate::sim::Outage { every: Duration::from_secs(100), length: Duration::from_secs(20) };
+    Harness::new(1, Faults { churn: Some(crate::sim::Churn { outage, on_return }), ..Faults::default() })
+}
+
+#[test]
+fn a_churning_device_vanishes_periodically_and_comes_back_as_it_was() {
+    let mut h = churning(crate::sim::OnReturn::Same);
+    let epoch = h.now;
+    let bo = ObjectId::new(ot::BINARY_OUTPUT, 1);
+    h.one(&testing::wp(1, bo, p::PRESENT_VALUE, Value::Enumerated(1), Some(8)));
+    let (down, up) = first_outage(&h);
+    h.now = epoch + down - Duration::from_millis(1);
+    assert_eq!(h.send(&rp(2, bo, PV)).len(), 1);
+    h.now = epoch + down;
+    assert!(h.send(&rp(3, bo, PV)).is_empty());
+    assert!(h.send(&testing::who_is(None, None)).is_empty());
+    h.now = epoch + up;
+    assert_eq!(rp_value(&h.one(&rp(4, bo, PV))), Value::Enumerated(1), "commands kept");
+    // and again one period later
+    h.now = epoch + down + Duration::from_secs(100);
+    assert!(h.send(&rp(5, bo, PV)).is_empty());
+    h.now = epoch + up + Duration::from_secs(100);
+    assert_eq!(h.send(&rp(6, bo, PV)).len(), 1);
+    let rev = rp_value(&h.one(&rp(7, DEV, PropertyRef::new(p::DATABASE_REVISION))));
+    assert_eq!(rev, Value::Unsigned(1));
+}
+
+#[test]
+fn a_device_restarted_by_churn_has_empty_priority_arrays_and_no_subscriptions() {
+    let mut h = churning(crate::sim::OnReturn::Restart);
+    let epoch = h.now;
+    h.one(&testing::wp(1, AO1, p::PRESENT_VALUE, Value::Real(42.0), Some(8)));
+    h.one(&testing::wp(2, AO1, p::RELINQUISH_DEFAULT, Value::Real(5.0), None));
+    let sub = CovSubscription { confirmed: false, lifetime: Some(1000) };
+    assert_eq!(h.send(&testing::subscribe(3, 1, AV1, Some(sub))).len(), 2);
+    assert_eq!(rp_value(&h.one(&rp(4, AO1, PV))), Value::Real(42.0));
+    let (_, up) = first_outage(&h);
+    h.now = epoch + up;
+    assert_eq!(rp_value(&h.one(&rp(5, AO1, PV))), Value::Real(5.0), "back at its relinquish default");
+    assert_eq!(rp_value(&h.one(&rp(6, AO1, PropertyRef::new(p::CURRENT_COMMAND_PRIORITY)))), Value::Null);
+    // the subscription is gone: a change is not notified
+    assert_eq!(h.send(&testing::wp(7, AV1, p::PRESENT_VALUE, Value::Real(10.0), None)).len(), 1);
+    assert!(h.device.subscriptions.is_empty());
+    let rev = rp_value(&h.one(&rp(8, DEV, PropertyRef::new(p::DATABASE_REVISION))));
+    assert_eq!(rev, Value::Unsigned(1));
+}
+
+#[test]
+fn a_device_reconfigured_by_churn_has_a_new_revision_and_object_list() {
+    let mut h = churning(crate::sim::OnReturn::NewRevision);
+    let epoch = h.now;
+    let list = |h: &mut Harness, id| {
+        let v = rp_value(&h.one(&rp(id, DEV, PropertyRef::new(p::OBJECT_LIST))));
+        v.elements().iter().map(|e| if let Value::ObjectId(o) = e { *o } else { panic!("{e:?}") }).collect::<Vec<_>>()
+    };
+    let revision = |h: &mut Harness, id| rp_value(&h.one(&rp(id, DEV, PropertyRef::new(p::DATABASE_REVISION))));
+    let av2 = ObjectId::new(ot::ANALOG_VALUE, 2);
+    let bi1 = ObjectId::new(ot::BINARY_INPUT, 1);
+    let before = list(&mut h, 1);
+    assert!(before.contains(&bi1) && !before.contains(&av2));
+    assert_eq!(revision(&mut h, 2), Value::Unsigned(1));
+    let (_, up) = first_outage(&h);
+    h.now = epoch + up;
+    assert_eq!(revision(&mut h, 3), Value::Unsigned(2));
+    let after = list(&mut h, 4);
+    assert!(after.contains(&av2) && !after.contains(&bi1), "{after:?}");
+    assert_eq!(after.len(), before.len());
+    assert_eq!(error_of(&h.one(&rp(5, bi1, PV))), (error::CLASS_OBJECT, error::CODE_UNKNOWN_OBJECT));
+    assert!(matches!(rp_value(&h.one(&rp(6, av2, PV))), Value::Real(_)));
+    // the next return goes back to revision 1's objects, at revision 3
+    h.now = epoch + up + Duration::from_secs(100);
+    assert_eq!(revision(&mut h, 7), Value::Unsigned(3));
+    assert_eq!(list(&mut h, 8), before);
+    // time jumping over several outages at once counts each of them
+    h.now = epoch + up + Duration::from_secs(300);
+    assert_eq!(revision(&mut h, 9), Value::Unsigned(5));
+}
+
+#[test]
+fn a_garbage_device_spoils_a_share_of_its_answers_deterministically() {
+    let run = || {
+        let mut h = Harness::new(1, Faults { garbage_rate: 0.3, ..Faults::default() });
+        (0..400u16)
+            .map(|i| {
+                let answers = h.send(&rp(i as u8, AV1, PV));
+                assert_eq!(answers.len(), 1, "every request is answered");
+                match frame::parse(&answers[0]) {
+                    Ok(f) => match f.body {
+                        Body::Apdu(Apdu::ComplexAck { data, .. }) => {
+                            crate::bacnet::services::ReadPropertyAck::decode(data).is_ok()
+                        }
+                        _ => false,
+                    },
+                    Err(_) => false,
+                }
+            })
+            .collect::<Vec<bool>>()
+    };
+    let good = run();
+    assert_eq!(good, run());
+    let bad = good.iter().filter(|g| !**g).count();
+    assert!((80..160).contains(&bad), "{bad} of 400 garbled");
+}
+
 fn read_segmented(h: &mut Harness, request: &[u8], window: u8) -> Reassembly {
     let Apdu::ConfirmedRequest { invoke_id, .. } = apdu(request) else { panic!("not a request") };
     let mut r = Reassembly::new(window);

@@ -41,12 +41,14 @@
 //! Reading Present_Value allocates nothing once a task is warm (tested).
 //!
 //! - [`device`]: one device, sans-IO: services, COV, faults.
+//! - [`fault`]: fault schedules: periodic outages, jitter, garbled answers.
 //! - [`object`]: the objects of a device and their read/write rules.
 //! - [`segment`]: server-side segmentation of a ComplexAck.
 //! - [`router`]: a router with devices behind it on a remote network.
 //! - [`outbox`]: the frames a model wants sent.
 
 pub mod device;
+pub mod fault;
 pub mod object;
 pub mod outbox;
 pub mod router;
@@ -68,6 +70,7 @@ use crate::bacnet::frame::{self, Apdu, Body};
 use crate::bacnet::services::{ErrorClassCode, PropertyRef};
 use crate::bacnet::types::{property, ObjectId, Route, MAX_INSTANCE};
 use device::Device;
+pub use fault::{Churn, OnReturn, Outage};
 use object::Counts;
 use outbox::{OutFrame, Outbox};
 use router::Router;
@@ -91,8 +94,11 @@ pub struct Faults {
     /// Fraction of received requests dropped (seeded per device, so a run
     /// drops the same requests each time).
     pub drop_rate: f64,
-    /// Delay of every answer.
+    /// Delay of every answer...
     pub slow: Duration,
+    /// ...plus or minus up to this much, uniformly (answers then overtake
+    /// each other, as on a real network).
+    pub jitter: Duration,
     /// ReadPropertyMultiple is rejected as unrecognized.
     pub no_rpm: bool,
     /// Max_APDU_Length_Accepted; longer answers are segmented.
@@ -103,6 +109,15 @@ pub struct Faults {
     pub offline_after: Option<Duration>,
     /// ...and answers again this long after going offline.
     pub online_after: Option<Duration>,
+    /// The device vanishes periodically and comes back as [`Churn::on_return`] says.
+    pub churn: Option<Churn>,
+    /// Fraction of answers to confirmed requests sent garbled (malformed, or
+    /// well-formed around service data that does not decode).
+    pub garbage_rate: f64,
+    /// Layout router: every router's remote network is periodically
+    /// unreachable; the router then answers requests for it with
+    /// Reject-Message-To-Network and forwards nothing.
+    pub router_outage: Option<Outage>,
 }
 
 impl Default for Faults {
@@ -115,6 +130,10 @@ impl Default for Faults {
             no_segmentation: false,
             offline_after: None,
             online_after: None,
+            jitter: Duration::ZERO,
+            churn: None,
+            garbage_rate: 0.0,
+            router_outage: None,
         }
     }
 }
@@ -311,6 +330,18 @@ fn check(config: &SimConfig) -> Result<(), SimError> {
     if !(0.0..=1.0).contains(&f.drop_rate) {
         return bad(format!("drop rate {} is not between 0 and 1", f.drop_rate));
     }
+    if !(0.0..=1.0).contains(&f.garbage_rate) {
+        return bad(format!("garbage rate {} is not between 0 and 1", f.garbage_rate));
+    }
+    if let Some(c) = &f.churn {
+        c.outage.check("churn").map_err(SimError::Config)?;
+    }
+    if let Some(o) = &f.router_outage {
+        o.check("router outage").map_err(SimError::Config)?;
+        if config.layout != Layout::Router {
+            return bad("a router outage needs layout router".into());
+        }
+    }
     if !(50..=1476).contains(&f.max_apdu) {
         return bad(format!("max APDU {} is not in 50..=1476", f.max_apdu));
     }
@@ -442,7 +473,7 @@ pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
                 }
                 let (tx, rx) = mpsc::channel(COMMANDS);
                 controls.extend(std::iter::repeat_n(tx, count));
-                let node = Node::Router(Router::new(network, behind));
+                let node = Node::Router(Router::new(network, behind).with_outage(config.faults.router_outage, epoch));
                 tasks.push(tokio::spawn(serve(socket, node, rx, stop.clone())));
             }
         }
@@ -498,9 +529,11 @@ impl Node {
             }
             Command::Read { instance, object, property, reply } => {
                 let result = match self.device_mut(instance) {
-                    Some(d) => d
-                        .read_from_outside(object, property, now)
-                        .map_err(|error| SimError::Refused { instance, error }),
+                    Some(d) => {
+                        d.catch_up(now);
+                        d.read_from_outside(object, property, now)
+                            .map_err(|error| SimError::Refused { instance, error })
+                    }
                     None => Err(SimError::UnknownDevice(instance)),
                 };
                 let _ = reply.send(result);
@@ -587,7 +620,9 @@ async fn send(socket: &UdpSocket, out: &mut Outbox, delayed: &mut VecDeque<OutFr
     let mut frames = std::mem::take(&mut out.frames);
     for f in frames.drain(..) {
         if f.send_at.is_some_and(|at| at > now) {
-            delayed.push_back(f);
+            // With jitter, answers are not delayed in the order they were made.
+            let i = delayed.partition_point(|d| d.send_at <= f.send_at);
+            delayed.insert(i, f);
         } else {
             transmit(socket, &f).await;
             out.recycle(f.bytes);

@@ -80,6 +80,19 @@ impl Counts {
     pub fn total(&self) -> usize {
         self.0.iter().sum()
     }
+
+    /// The object counts of a device reconfigured to Database_Revision
+    /// `revision` (the first is 1): every even revision has one more
+    /// analog-value and one binary-input fewer, so the object list changes
+    /// at every revision.
+    pub fn revised(self, revision: u64) -> Self {
+        let mut c = self;
+        if revision.is_multiple_of(2) {
+            c.0[2] += 1;
+            c.0[3] = c.0[3].saturating_sub(1);
+        }
+        c
+    }
 }
 
 impl Kind {
@@ -274,6 +287,13 @@ impl Object {
         }
     }
 
+    /// A restart of the device: every command relinquished.
+    pub fn clear_priority_array(&mut self) {
+        if let Some(slots) = self.priority_array.as_deref_mut() {
+            slots.iter_mut().for_each(|s| *s = None);
+        }
+    }
+
     fn active_priority(&self) -> Option<usize> {
         self.priority_array.as_ref()?.iter().position(Option::is_some).map(|i| i + 1)
     }
@@ -460,6 +480,10 @@ mod tests {
         assert_eq!((c.total(), c.offset(0), c.offset(1), c.offset(6)), (50, 0, 8, 43));
         assert_eq!(Counts::spread(3).total(), 3);
         assert_eq!(Counts::per_kind(2).total(), 14);
+        let c = Counts::per_kind(1);
+        assert_eq!(c.revised(1), c);
+        assert_eq!((c.revised(2).of(2), c.revised(2).of(3), c.revised(2).total()), (2, 0, 7));
+        assert_eq!(c.revised(3), c);
     }
 
     #[test]
@@ -490,6 +514,9 @@ mod tests {
         let mut bo = Object::new(Kind::BinaryOutput, 1, 1001);
         write(&mut bo, Value::Enumerated(1), Some(5)).unwrap();
         assert_eq!(pv(&bo), Value::Enumerated(1));
+        bo.clear_priority_array();
+        assert_eq!(pv(&bo), Value::Enumerated(0));
+        assert_eq!(bo.read(PropertyRef::new(p::CURRENT_COMMAND_PRIORITY), 0.0).unwrap(), Value::Null);
         assert_eq!(write(&mut bo, Value::Enumerated(2), Some(5)), Err(VALUE_OUT_OF_RANGE));
     }
 

@@ -5,26 +5,50 @@
 //! answers carry SNET/SADR. A global Who-Is (DNET 0xFFFF) or one broadcast on
 //! the network (DNET = the network, no DADR) reaches every device, and the
 //! router answers Who-Is-Router-To-Network with I-Am-Router-To-Network.
+//!
+//! During a [`Router::with_outage`] outage the remote network is unreachable:
+//! a confirmed request for it is answered with Reject-Message-To-Network
+//! (reason 1: no route to DNET), nothing else is forwarded either way, and
+//! Who-Is-Router-To-Network goes unanswered. The devices behind it run on.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::device::Device;
+use super::fault::Outage;
 use super::outbox::Outbox;
 use crate::bacnet::frame::{self, network_message, Apdu, Body, Frame};
 use crate::bacnet::types::Mac;
+
+/// Reject-Message-To-Network reason 1: the router is not directly connected
+/// to DNET and cannot find a router to it.
+pub const REJECT_NO_ROUTE: u8 = 1;
 
 #[derive(Debug)]
 pub struct Router {
     network: u16,
     devices: Vec<Device>,
+    outage: Option<(Outage, Duration, Instant)>,
 }
 
 impl Router {
     /// The devices are in MAC order: device k has [`Router::mac`]`(k, n)`.
     pub fn new(network: u16, devices: Vec<Device>) -> Self {
-        Self { network, devices }
+        Self { network, devices, outage: None }
+    }
+
+    /// Periodic outages of the remote network, counted from `epoch` (the
+    /// outage offset is keyed by the network number).
+    pub fn with_outage(mut self, outage: Option<Outage>, epoch: Instant) -> Self {
+        self.outage = outage.map(|o| (o, o.offset(u32::from(self.network)), epoch));
+        self
+    }
+
+    /// Whether the remote network is unreachable at `now`.
+    pub fn unreachable(&self, now: Instant) -> bool {
+        self.outage.is_some_and(|(o, offset, epoch)| o.down(now.saturating_duration_since(epoch), offset))
     }
 
     /// MAC address of device `k` (0-based) of `n` behind a router: one
@@ -62,7 +86,10 @@ impl Router {
                 return;
             }
         };
+        let unreachable = self.unreachable(now);
         match f.body {
+            Body::NetworkMessage { kind: network_message::WHO_IS_ROUTER_TO_NETWORK, .. } if unreachable => {}
+            Body::Apdu(apdu) if unreachable => self.reject(&f, apdu, from, out),
             Body::NetworkMessage { kind: network_message::WHO_IS_ROUTER_TO_NETWORK, data } => {
                 let net = self.network.to_be_bytes();
                 if data.is_empty() || data.get(..2) == Some(&net[..]) {
@@ -72,6 +99,21 @@ impl Router {
             Body::NetworkMessage { .. } => {}
             Body::Apdu(apdu) => self.route(&f, apdu, from, now, out),
         }
+    }
+
+    /// During an outage: a confirmed request for the remote network gets a
+    /// Reject-Message-To-Network; everything else is dropped.
+    fn reject(&self, f: &Frame<'_>, apdu: Apdu<'_>, from: SocketAddr, out: &mut Outbox) {
+        let Some(dest) = f.destination else { return };
+        if dest.network != self.network || !matches!(apdu, Apdu::ConfirmedRequest { .. }) {
+            return;
+        }
+        let [hi, lo] = self.network.to_be_bytes();
+        out.push_network_message(
+            f.origin.unwrap_or(from),
+            network_message::REJECT_MESSAGE_TO_NETWORK,
+            &[REJECT_NO_ROUTE, hi, lo],
+        );
     }
 
     fn route(&mut self, f: &Frame<'_>, apdu: Apdu<'_>, from: SocketAddr, now: Instant, out: &mut Outbox) {
@@ -101,10 +143,15 @@ impl Router {
     }
 
     pub fn on_timer(&mut self, now: Instant, out: &mut Outbox) {
+        let before = out.frames.len();
         for d in &mut self.devices {
             if d.next_deadline().is_some_and(|at| at <= now) {
                 d.on_timer(now, out);
             }
+        }
+        if self.unreachable(now) {
+            // COV notifications and segments do not get out either.
+            out.frames.truncate(before);
         }
     }
 }
@@ -194,6 +241,54 @@ mod tests {
         buf.extend_from_slice(&5u16.to_be_bytes());
         frame::finish(&mut buf).unwrap();
         assert!(send(&mut r, &buf, now).is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_network_is_rejected_and_forwards_nothing_then_comes_back() {
+        let (r, now) = router(2);
+        let outage = Outage { every: std::time::Duration::from_secs(60), length: std::time::Duration::from_secs(10) };
+        let mut r = r.with_outage(Some(outage), now);
+        let offset = outage.offset(100);
+        let route = Route { network: 100, mac: Router::mac(0, 2) };
+        let ai = ObjectId::new(object_type::ANALOG_INPUT, 1);
+        let pv = PropertyRef::new(property::PRESENT_VALUE);
+        let request = testing::rp_routed(1, route, ai, pv);
+        assert_eq!(send(&mut r, &request, now).len(), 1);
+        let down = now + outage.every + offset;
+        assert!(r.unreachable(down) && !r.unreachable(down - std::time::Duration::from_millis(1)));
+        let answers = send(&mut r, &request, down);
+        assert_eq!(answers.len(), 1);
+        let f = frame::parse(&answers[0]).unwrap();
+        assert_eq!(
+            f.body,
+            Body::NetworkMessage { kind: network_message::REJECT_MESSAGE_TO_NETWORK, data: &[REJECT_NO_ROUTE, 0, 100] }
+        );
+        // no Who-Is-Router-To-Network answer, no I-Am through it
+        let mut buf = Vec::new();
+        frame::begin_network_message(&mut buf, true, network_message::WHO_IS_ROUTER_TO_NETWORK);
+        frame::finish(&mut buf).unwrap();
+        assert!(send(&mut r, &buf, down).is_empty());
+        let global = Route { network: 0xFFFF, mac: Mac::default() };
+        assert!(send(&mut r, &testing::who_is(None, Some(global)), down).is_empty());
+        // a request for another network is not the router's to reject
+        assert!(send(&mut r, &testing::rp_routed(2, Route { network: 7, ..route }, ai, pv), down).is_empty());
+        // back after the outage, with the same devices
+        let up = down + outage.length;
+        assert_eq!(
+            rp_value(
+                &send(
+                    &mut r,
+                    &testing::rp_routed(
+                        3,
+                        route,
+                        ObjectId::device(1001),
+                        PropertyRef::new(property::OBJECT_IDENTIFIER)
+                    ),
+                    up
+                )[0]
+            ),
+            Value::ObjectId(ObjectId::device(1001))
+        );
     }
 
     proptest::proptest! {

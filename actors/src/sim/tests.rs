@@ -337,6 +337,38 @@ fn sim_devices_print_as_the_cli_contract_says() {
     assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"instance":1001,"address":"127.0.0.2:47808","route":null}"#);
 }
 
+fn outage(every: u64, length: u64) -> crate::sim::Outage {
+    crate::sim::Outage { every: Duration::from_secs(every), length: Duration::from_secs(length) }
+}
+
+fn churn(every: u64, length: u64) -> crate::sim::Churn {
+    crate::sim::Churn { outage: outage(every, length), on_return: crate::sim::OnReturn::Restart }
+}
+
+/// Jittered answers leave the delay queue by their own times, not in the
+/// order they were made.
+#[tokio::test]
+async fn jittered_answers_over_udp() {
+    let faults = Faults { slow: Duration::from_millis(100), jitter: Duration::from_millis(60), ..Faults::default() };
+    let sim = start(SimConfig { faults, ..config(Layout::Port, 1, 1) }).await.unwrap();
+    let at = sim.devices()[0].address;
+    let mut c = Client::new().await;
+    let sent = tokio::time::Instant::now();
+    for i in 0..30u8 {
+        c.send(at, &rp(i, AI1, PV)).await;
+    }
+    let mut order = Vec::new();
+    while order.len() < 30 {
+        let answer = c.recv_within(Duration::from_secs(2)).await.expect("every request is answered");
+        let Apdu::ComplexAck { invoke_id, .. } = apdu(&answer.0) else { panic!("not an answer") };
+        order.push(invoke_id);
+    }
+    let took = sent.elapsed();
+    assert!(took >= Duration::from_millis(40) && took < Duration::from_millis(1000), "{took:?}");
+    assert_ne!(order, (0..30).collect::<Vec<u8>>(), "answers overtake each other");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_configurations_are_refused() {
     for cfg in [
@@ -348,6 +380,16 @@ async fn bad_configurations_are_refused() {
         SimConfig { routers: 0, ..config(Layout::Router, 3, 1) },
         SimConfig { routers: 4, ..config(Layout::Router, 3, 1) },
         SimConfig { routers: 2, router_network: 65534, ..config(Layout::Router, 3, 1) },
+        SimConfig { faults: Faults { garbage_rate: -0.1, ..Faults::default() }, ..SimConfig::default() },
+        SimConfig { faults: Faults { churn: Some(churn(10, 10)), ..Faults::default() }, ..SimConfig::default() },
+        SimConfig {
+            faults: Faults { router_outage: Some(outage(10, 2)), ..Faults::default() },
+            ..config(Layout::Port, 1, 1)
+        },
+        SimConfig {
+            faults: Faults { router_outage: Some(outage(0, 0)), ..Faults::default() },
+            ..config(Layout::Router, 1, 1)
+        },
     ] {
         assert!(matches!(start(cfg).await, Err(SimError::Config(_))));
     }
