@@ -132,7 +132,27 @@ async fn silence_is_retried_with_the_same_invoke_id_then_times_out() {
     }
     assert_eq!(read.await.expect("task"), Err(BacnetError::Timeout { attempts: 4 }));
     let s = t.stats();
-    assert_eq!((s.retries, s.timeouts, s.in_flight), (3, 1, 0));
+    assert_eq!((s.retries, s.timeouts, s.in_flight, s.invoke_ids_in_use), (3, 1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_timed_out_invoke_id_is_counted_as_held_until_its_quarantine_is_over() {
+    let peer = Peer::bind().await;
+    // quarantine: apdu_timeout x (retries + 1) = 600 ms; the sweep runs every second
+    let (t, _u) = transport(300, 1).await;
+    let to = Address::direct(peer.addr);
+    assert_eq!(t.read_property(to, AI1, PV).await, Err(BacnetError::Timeout { attempts: 2 }));
+    let held = |n: u64| {
+        let t = t.clone();
+        async move {
+            while t.stats().invoke_ids_held != n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(1500), held(1)).await.expect("the timed-out id is held");
+    assert_eq!(t.stats().invoke_ids_in_use, 0);
+    tokio::time::timeout(Duration::from_millis(2500), held(0)).await.expect("then freed");
 }
 
 #[tokio::test]
@@ -185,6 +205,8 @@ async fn ids_are_unique_per_peer_and_the_in_flight_cap_holds() {
             batch.push(peer.recv_request().await);
         }
         assert!(peer.silent_for(Duration::from_millis(30)).await, "more than 4 requests in flight");
+        let s = t.stats();
+        assert_eq!((s.in_flight, s.invoke_ids_in_use), (batch.len() as u64, batch.len() as u64));
         let mut ids: Vec<u8> = batch.iter().map(|r| r.invoke_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -197,6 +219,8 @@ async fn ids_are_unique_per_peer_and_the_in_flight_cap_holds() {
     for r in reads {
         assert_eq!(r.await.expect("task"), Ok(Value::Real(3.0)));
     }
+    let s = t.stats();
+    assert_eq!((s.in_flight, s.invoke_ids_in_use, s.invoke_ids_held), (0, 0, 0), "no invoke id leaked");
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@
 //!   from the directory and reach a device actor by its registered name on
 //!   each call, so restarts are invisible to them.
 
+pub mod census;
 pub mod device;
 pub mod model;
 pub mod network;

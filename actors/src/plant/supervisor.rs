@@ -174,6 +174,8 @@ pub struct Plant {
     root: ActorRef<PlantMessage>,
     join: ractor::concurrency::JoinHandle<()>,
     pub handle: PlantHandle,
+    /// Actors and tasks alive, as gauges (a leak shows as a count that grows).
+    _census: super::census::Sampler,
 }
 
 impl Plant {
@@ -184,7 +186,8 @@ impl Plant {
         let (root, join) =
             Actor::spawn(None, PlantSupervisor, args).await.map_err(|e| format!("cannot start the plant: {e}"))?;
         info!("plant started");
-        Ok(Plant { root, join, handle })
+        let census = super::census::spawn_sampler(Duration::from_secs(1));
+        Ok(Plant { root, join, handle, _census: census })
     }
 
     /// Who-Is on one network; the devices that answered within `wait`.

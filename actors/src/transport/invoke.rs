@@ -43,12 +43,37 @@ impl PeerIds {
 pub struct InvokeIds<P> {
     peers: HashMap<P, PeerIds>,
     quarantine: Duration,
+    /// Ids outstanding over all peers (kept as they change, for the metrics).
+    in_use: usize,
 }
 
 impl<P: Hash + Eq + Copy> InvokeIds<P> {
     /// `quarantine`: how long an id that may still see a late answer is held back.
     pub fn new(quarantine: Duration) -> Self {
-        Self { peers: HashMap::new(), quarantine }
+        Self { peers: HashMap::new(), quarantine, in_use: 0 }
+    }
+
+    /// Ids outstanding with every peer together: one per request in flight,
+    /// unless one leaked.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Frees the held ids whose quarantine is over, for every peer, and
+    /// returns how many stay held.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        self.peers
+            .values_mut()
+            .map(|ids| {
+                ids.held.retain(|&(_, until)| until > now);
+                ids.held.len()
+            })
+            .sum()
+    }
+
+    /// Peers in the table.
+    pub fn peers(&self) -> usize {
+        self.peers.len()
     }
 
     /// A free id for `peer`, or `None` when all 256 are outstanding or held.
@@ -60,6 +85,7 @@ impl<P: Hash + Eq + Copy> InvokeIds<P> {
             let held = ids.held.iter().any(|&(h, _)| h == id);
             if !PeerIds::is_set(&ids.busy, id) && !held {
                 PeerIds::set(&mut ids.busy, id, true);
+                self.in_use += 1;
                 ids.next = id.wrapping_add(1);
                 return Some(id);
             }
@@ -76,6 +102,9 @@ impl<P: Hash + Eq + Copy> InvokeIds<P> {
     /// or timed out) the id is held back for the quarantine period.
     pub fn release(&mut self, peer: P, id: u8, may_see_late_answer: bool, now: Instant) {
         let Some(ids) = self.peers.get_mut(&peer) else { return };
+        if PeerIds::is_set(&ids.busy, id) {
+            self.in_use -= 1;
+        }
         PeerIds::set(&mut ids.busy, id, false);
         if may_see_late_answer {
             ids.held.push((id, now + self.quarantine));
@@ -141,6 +170,28 @@ mod tests {
         let later = now + q + Duration::from_millis(1);
         let seen: Vec<u8> = (0..256).filter_map(|_| t.allocate(1, later)).collect();
         assert!(seen.contains(&first));
+    }
+
+    #[test]
+    fn ids_in_use_and_held_are_counted_over_all_peers() {
+        let now = Instant::now();
+        let q = Duration::from_secs(10);
+        let mut t = InvokeIds::new(q);
+        let a = t.allocate(1u8, now).unwrap();
+        let b = t.allocate(2u8, now).unwrap();
+        let c = t.allocate(2u8, now).unwrap();
+        assert_eq!((t.in_use(), t.peers()), (3, 2));
+        t.release(1, a, true, now);
+        t.release(2, b, false, now);
+        // a second release of the same id changes nothing
+        t.release(2, b, false, now);
+        assert_eq!(t.in_use(), 1);
+        assert_eq!(t.sweep(now), 1);
+        t.release(2, c, true, now + Duration::from_secs(5));
+        assert_eq!(t.in_use(), 0);
+        assert_eq!(t.sweep(now + Duration::from_secs(5)), 2);
+        assert_eq!(t.sweep(now + q + Duration::from_millis(1)), 1);
+        assert_eq!(t.sweep(now + q * 2), 0);
     }
 
     #[test]

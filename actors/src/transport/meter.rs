@@ -1,6 +1,9 @@
-//! Per-service request counts and latency of one transport, recorded through
-//! the `metrics` facade (`plantwatch_bacnet_requests_total` and
-//! `plantwatch_bacnet_request_duration_seconds`, docs/metrics.md). Handles are
+//! Per-service request counts and latency of one transport, and its invoke
+//! ids in use and held back, recorded through the `metrics` facade
+//! (`plantwatch_bacnet_requests_total`,
+//! `plantwatch_bacnet_request_duration_seconds`,
+//! `plantwatch_bacnet_invoke_ids_in_use`, `plantwatch_bacnet_invoke_ids_held`;
+//! docs/metrics.md). Handles are
 //! made once per (service, outcome) and kept, so recording costs an atomic
 //! add, not a registry lookup. Without a recorder installed (the simulator,
 //! `bench`, most tests) they do nothing.
@@ -8,13 +11,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 use super::BacnetError;
 use crate::bacnet::types::confirmed_service_name;
 
 pub const REQUESTS: &str = "plantwatch_bacnet_requests_total";
 pub const DURATION: &str = "plantwatch_bacnet_request_duration_seconds";
+pub const INVOKE_IDS_IN_USE: &str = "plantwatch_bacnet_invoke_ids_in_use";
+pub const INVOKE_IDS_HELD: &str = "plantwatch_bacnet_invoke_ids_held";
 
 /// How a confirmed request ended; a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,11 +64,37 @@ pub struct Meter {
     network: String,
     requests: HashMap<(u8, Outcome), Counter>,
     durations: HashMap<u8, Histogram>,
+    ids_in_use: Gauge,
+    ids_held: Gauge,
 }
 
 impl Meter {
     pub fn new(network: &str) -> Self {
-        Self { network: network.to_string(), requests: HashMap::new(), durations: HashMap::new() }
+        metrics::describe_gauge!(
+            INVOKE_IDS_IN_USE,
+            "Invoke ids allocated to confirmed requests in flight, over all peers of the network."
+        );
+        metrics::describe_gauge!(
+            INVOKE_IDS_HELD,
+            "Invoke ids held back after a timeout or retransmission until a late answer can no longer come."
+        );
+        Self {
+            network: network.to_string(),
+            requests: HashMap::new(),
+            durations: HashMap::new(),
+            ids_in_use: metrics::gauge!(INVOKE_IDS_IN_USE, "network" => network.to_string()),
+            ids_held: metrics::gauge!(INVOKE_IDS_HELD, "network" => network.to_string()),
+        }
+    }
+
+    /// The invoke ids in use now.
+    pub fn ids_in_use(&self, n: usize) {
+        self.ids_in_use.set(n as f64);
+    }
+
+    /// The invoke ids held back now.
+    pub fn ids_held(&self, n: usize) {
+        self.ids_held.set(n as f64);
     }
 
     /// Counts one finished request; `elapsed` is `None` when it was never sent.

@@ -171,6 +171,10 @@ pub struct Stats {
     pub unsolicited_dropped: AtomicU64,
     pub in_flight: AtomicU64,
     pub queued: AtomicU64,
+    /// Invoke ids outstanding (equal to `in_flight` unless one leaked).
+    pub invoke_ids_in_use: AtomicU64,
+    /// Invoke ids held back after a timeout or a retransmission.
+    pub invoke_ids_held: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -190,6 +194,8 @@ pub struct StatsSnapshot {
     pub unsolicited_dropped: u64,
     pub in_flight: u64,
     pub queued: u64,
+    pub invoke_ids_in_use: u64,
+    pub invoke_ids_held: u64,
 }
 
 impl Stats {
@@ -214,6 +220,8 @@ impl Stats {
             unsolicited_dropped: g(&self.unsolicited_dropped),
             in_flight: g(&self.in_flight),
             queued: g(&self.queued),
+            invoke_ids_in_use: g(&self.invoke_ids_in_use),
+            invoke_ids_held: g(&self.invoke_ids_held),
         }
     }
 }
@@ -413,6 +421,10 @@ struct Queued {
 
 type Key = (Address, u8);
 
+/// How often held-back invoke ids whose quarantine is over are freed (and
+/// counted for the metrics).
+const ID_SWEEP: Duration = Duration::from_secs(1);
+
 struct Task {
     socket: UdpSocket,
     /// Receives datagrams sent to the broadcast address, when `socket` is
@@ -465,6 +477,8 @@ impl Task {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut buf = vec![0u8; 65_536];
         let mut open = true;
+        let mut sweep = tokio::time::interval(ID_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -494,6 +508,11 @@ impl Task {
                     None => open = false,
                 },
                 () = sleep_until_opt(deadline) => self.on_timers(),
+                _ = sweep.tick() => {
+                    let held = self.ids.sweep(Instant::now().into_std());
+                    self.stats.invoke_ids_held.store(held as u64, Ordering::Relaxed);
+                    self.meter.ids_held(held);
+                }
             }
             if !open && self.pending.is_empty() && self.queue.is_empty() {
                 debug!(local = %self.config.bind, "transport stopped: no handles left");
@@ -632,6 +651,8 @@ impl Task {
         }
         self.stats.in_flight.store(self.pending.len() as u64, Ordering::Relaxed);
         self.stats.queued.store(self.queue.len() as u64, Ordering::Relaxed);
+        self.stats.invoke_ids_in_use.store(self.ids.in_use() as u64, Ordering::Relaxed);
+        self.meter.ids_in_use(self.ids.in_use());
     }
 
     /// Ends a transaction. Its id is held back when an answer to an earlier
