@@ -35,6 +35,9 @@ pub fn summary(config: &Config, files: &[PathBuf], env: &[String]) -> String {
         let _ = writeln!(s, "    {:<10} {}", n.name, network_line(n));
     }
     let _ = writeln!(s, "  devices      {} configured", config.device_count());
+    if let Some(v) = config.testing.poison_value {
+        let _ = writeln!(s, "  testing      poison_value = {v}: a write of it panics a device actor (never on a site)");
+    }
     s
 }
 

@@ -57,6 +57,9 @@ pub struct Config {
     pub supervision: SupervisionConfig,
     pub cors: CorsConfig,
     pub metrics: MetricsConfig,
+    /// Testing aids, off unless set: never on a site.
+    #[serde(default)]
+    pub testing: TestingConfig,
     #[serde(rename = "network", default)]
     pub networks: Vec<NetworkConfig>,
 }
@@ -151,6 +154,17 @@ impl fmt::Display for LogFormat {
 pub struct MetricsConfig {
     /// Point values exported as `plantwatch_point_value` at most; the rest are counted.
     pub max_points: usize,
+}
+
+/// Testing aids for soak and chaos runs (docs/configuration.md#testing).
+/// Every one is off unless set, and none belongs in a site's configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// A write through the API of exactly this number panics the device
+    /// actor that takes it (the supervisor restarts it from its snapshot).
+    #[serde(default)]
+    pub poison_value: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1243,6 +1257,10 @@ fn validate(c: &Config) -> Result<(), Problem> {
 
     validate_server(c, &root)?;
 
+    if c.testing.poison_value.is_some_and(|v| !v.is_finite()) {
+        return Err(problem(root.key("testing").key("poison_value"), "must be a finite number"));
+    }
+
     let store = root.key("store");
     if c.store.path.as_os_str().is_empty() {
         return Err(problem(store.key("path"), "is empty: give the directory of the database"));
@@ -1752,6 +1770,7 @@ mod tests {
                         | ("auth", "bootstrap_key_file")
                         | ("server", "tls_cert")
                         | ("server", "tls_key")
+                        | ("testing", "poison_value")
                 );
                 match (section.as_str(), key.as_str(), value) {
                     ("network", _, Value::Array(_)) | ("network", "name", _) => {

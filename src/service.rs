@@ -62,6 +62,7 @@ fn network(config: &Config, n: &NetworkConfig) -> NetworkSettings {
                 offline_after: n.offline_after,
                 reprobe_max: n.reprobe_max,
                 history_max_interval,
+                poison_value: config.testing.poison_value,
             })
         })
         .collect();
@@ -77,6 +78,7 @@ fn network(config: &Config, n: &NetworkConfig) -> NetworkSettings {
             offline_after: n.offline_after,
             reprobe_max: n.reprobe_max,
             history_max_interval,
+            poison_value: config.testing.poison_value,
         },
         restart: restart_policy(config),
         heartbeat_timeout: config.supervision.heartbeat_timeout,
@@ -131,6 +133,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandError> {
     let http = http_settings(&config)?;
+    if let Some(v) = config.testing.poison_value {
+        tracing::warn!(poison_value = v, "testing aid on: a write of this value panics the device actor that takes it");
+    }
     // Before any transport starts, so that their request metrics are recorded.
     crate::metrics::install();
     crate::metrics::register_networks(config.networks.iter().map(|n| n.name.as_str()));

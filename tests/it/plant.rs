@@ -37,6 +37,7 @@ pub struct Setup {
     pub cov: bool,
     pub discover: bool,
     pub broadcast: Option<std::net::SocketAddr>,
+    pub poison_value: Option<f64>,
 }
 
 impl Default for Setup {
@@ -57,6 +58,7 @@ impl Default for Setup {
             cov: false,
             discover: false,
             broadcast: None,
+            poison_value: None,
         }
     }
 }
@@ -101,6 +103,7 @@ pub async fn plant_for(
                 offline_after: setup.offline_after,
                 reprobe_max: Duration::from_millis(500),
                 history_max_interval: Duration::from_secs(900),
+                poison_value: setup.poison_value,
             })
         })
         .collect();
@@ -122,6 +125,7 @@ pub async fn plant_for(
             offline_after: setup.offline_after,
             reprobe_max: Duration::from_secs(1),
             history_max_interval: Duration::from_secs(900),
+            poison_value: setup.poison_value,
         },
         restart: setup.restart,
         heartbeat_timeout: setup.heartbeat_timeout,
@@ -399,6 +403,72 @@ async fn cov_updates_values_between_polls_and_a_refusal_falls_back_to_polling() 
     assert!(via_cov, "{:#?}", dir.get(2901));
     let refused = dir.get(2901).and_then(|s| s.point(obj("device:2901")).and_then(|p| p.cov_refused.clone()));
     assert!(refused.is_some_and(|r| r.contains("optional-functionality-not-supported")));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_poison_write_panics_only_its_actor_which_restarts_from_its_snapshot() {
+    let sim = simulator(3101, 3, 1, Layout::Port, Faults::default()).await;
+    let setup = Setup { poison_value: Some(666.25), ..Setup::default() };
+    let (plant, _h) = plant("poison", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    let av = obj("analog-value:1");
+    let write = |value: f64| plantwatch_actors::plant::device::Write {
+        object: av,
+        property: property::PRESENT_VALUE,
+        value: Value::Real(value as f32),
+        priority: None,
+    };
+    let neighbours = [actor_id(3102).expect("neighbour"), actor_id(3103).expect("neighbour")];
+    let neighbour_polls = dir.get(3102).expect("neighbour").counters.polls_ok;
+    for round in 1..=2u64 {
+        let before = actor_id(3101).expect("actor");
+        let values = dir.get(3101).expect("device").points.clone();
+        let answer = plant.handle.write(3101, write(666.25), WAIT).await;
+        assert!(answer.is_err(), "round {round}: the caller gets an error, not a hang: {answer:?}");
+        let restarted = dir
+            .wait_for(WAIT, |d| {
+                actor_id(3101).is_some_and(|id| id != before)
+                    && d.get(3101).is_some_and(|s| s.counters.restarts == round)
+            })
+            .await;
+        assert!(restarted, "round {round}: not restarted");
+        let after = dir.get(3101).expect("device");
+        assert_eq!(after.points.len(), values.len());
+        assert!(after.points.iter().all(|p| p.value.is_some()), "values lost");
+    }
+    let stats = plant.handle.stats.snapshot();
+    assert_eq!((stats.device_panics, stats.device_restarts, stats.device_give_ups), (2, 2, 0), "{stats:?}");
+    // nothing was sent: the device never saw the poison
+    assert_eq!(sim.present_value(3101, av).await.expect("sim"), Value::Real(50.0));
+    // any other value is written as usual, by the restarted actor
+    let outcome = plant.handle.write(3101, write(12.5), WAIT).await.expect("an ordinary write");
+    assert_eq!(outcome.present_value, Some(Value::Real(12.5)));
+    // the neighbours never noticed
+    assert_eq!([actor_id(3102), actor_id(3103)], neighbours.map(Some));
+    assert!(dir.wait_for(WAIT, |d| d.get(3102).is_some_and(|s| s.counters.polls_ok > neighbour_polls + 2)).await);
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_poison_value_configured_any_number_is_written() {
+    let sim = simulator(3201, 1, 1, Layout::Port, Faults::default()).await;
+    let (plant, _h) = plant("nopoison", &sim, Setup::default()).await;
+    let dir = plant.handle.directory.clone();
+    assert!(dir.wait_for(WAIT, |d| all_good(d, &sim)).await);
+    let w = plantwatch_actors::plant::device::Write {
+        object: obj("analog-value:1"),
+        property: property::PRESENT_VALUE,
+        value: Value::Real(666.25),
+        priority: None,
+    };
+    let outcome = plant.handle.write(3201, w, WAIT).await.expect("written");
+    assert_eq!(outcome.present_value, Some(Value::Real(666.25)));
+    assert_eq!(plant.handle.stats.snapshot().device_panics, 0);
     plant.shutdown().await;
     sim.shutdown().await;
 }

@@ -58,6 +58,9 @@ pub struct DeviceSettings {
     /// Cap of the re-probe back-off of an offline device.
     pub reprobe_max: Duration,
     pub history_max_interval: Duration,
+    /// Testing aid (`[testing] poison_value`): a write of exactly this number
+    /// panics the actor. `None` on a site.
+    pub poison_value: Option<f64>,
 }
 
 /// A configured point, with optional overrides of the device's settings.
@@ -98,6 +101,14 @@ pub struct Write {
     pub value: Value,
     pub priority: Option<u8>,
 }
+
+/// An error a device actor's handler returns (a broken invariant, an
+/// injected fault). Whatever else fails an actor is a panic, which ractor
+/// hands to the supervisor as an error holding the panic's message: the
+/// supervisor tells the two apart by this type, never by the text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
 
 /// Failures a test or a chaos drill can inject into a device actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,7 +358,7 @@ impl Actor for DeviceActor {
             DeviceMessage::InjectFault(f) => match f {
                 InjectedFault::Panic => panic!("injected panic in device {}", state.snap.instance),
                 InjectedFault::Error => {
-                    return Err(format!("injected error in device {}", state.snap.instance).into());
+                    return Err(Box::new(HandlerError(format!("injected error in device {}", state.snap.instance))));
                 }
                 InjectedFault::Freeze => std::future::pending::<()>().await,
             },
@@ -783,6 +794,13 @@ impl DeviceState {
         if self.writes.len() >= WRITE_QUEUE {
             let _ = reply.send(Err(DeviceError::Busy { instance: self.instance() }));
             return;
+        }
+        if let (Some(poison), Some(v)) = (self.settings.poison_value, write.value.as_f64()) {
+            // A testing aid, off unless configured: a panic in a handler,
+            // for the supervisor to catch.
+            if v == poison {
+                panic!("poison value {v} written to device {} {}", self.instance(), write.object);
+            }
         }
         info!(device = self.instance(), object = %write.object, priority = ?write.priority, queued = self.writes.len(), "write queued");
         self.writes.push_back((write, reply, tracing::Span::current()));

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::device::{DeviceActor, DeviceArgs, DeviceMessage, DeviceSettings, Heartbeat};
+use super::device::{DeviceActor, DeviceArgs, DeviceMessage, DeviceSettings, HandlerError, Heartbeat};
 use super::model::DeviceStatus;
 use super::restart::{Decision, RestartPolicy, RestartTracker};
 use super::{device_name, Directory, FailureReason, HistoryRecord, NetworkStats, SupervisionStats};
@@ -30,6 +30,8 @@ pub struct DeviceDefaults {
     pub offline_after: u32,
     pub reprobe_max: Duration,
     pub history_max_interval: Duration,
+    /// Testing aid: see [`DeviceSettings::poison_value`].
+    pub poison_value: Option<f64>,
 }
 
 /// One network, resolved from configuration.
@@ -250,9 +252,10 @@ impl Actor for NetworkSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match &evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let text = err.to_string();
-                let why = if text.contains("panic") { "panic" } else { "error" };
-                (cell, format!("{why}: {text}"))
+                // A returned error is a HandlerError; anything else is a
+                // panic's message (whatever it says).
+                let why = if err.downcast_ref::<HandlerError>().is_some() { "error" } else { "panic" };
+                (cell, format!("{why}: {err}"))
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 (cell, format!("stopped: {}", reason.as_deref().unwrap_or("no reason")))
@@ -336,6 +339,7 @@ impl NetworkState {
             offline_after: d.offline_after,
             reprobe_max: d.reprobe_max,
             history_max_interval: d.history_max_interval,
+            poison_value: d.poison_value,
         });
         info!(network = %self.args.settings.name, device = found.instance, address = %found.address, "device discovered");
         let child = Child {
