@@ -23,6 +23,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod discover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod service;
 pub mod simulate;

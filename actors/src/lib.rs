@@ -13,6 +13,8 @@
 //!   device snapshots, point history, audit log, API keys, backup/restore.
 
 pub mod bacnet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plant;
 /// The actor framework, for callers that address actors by name.
 pub use ractor;

@@ -303,13 +303,13 @@ fn inferred(v: &Json) -> Result<Value, String> {
     }
 }
 
-struct WriteRequest {
+pub(crate) struct WriteRequest {
     property: u32,
     value: Value,
     priority: Option<u8>,
 }
 
-fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiError> {
+pub(crate) fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiError> {
     let Some(map) = body.as_object() else {
         return Err(ApiError::new(
             ErrorCode::MalformedBody,

@@ -10,6 +10,8 @@
 //! - `decode`: the receive path against hostile input (the bacnet-rs
 //!   reproducers of DEPENDENCIES.md, and a property test of random and
 //!   mutated frames).
+//! - `fuzz_corpus`: the fuzz corpora and crash regressions of `tests/fuzz/`
+//!   replayed through the fuzzing functions: no input panics.
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
 //! - `metrics`: `GET /metrics` against a plant: well-formed, documented,
@@ -28,6 +30,7 @@ mod check_config;
 mod cli;
 mod decode;
 mod discover;
+mod fuzz_corpus;
 mod golden;
 mod http;
 mod interop;
