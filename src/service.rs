@@ -141,9 +141,11 @@ pub async fn run(
     crate::metrics::register_networks(config.networks.iter().map(|n| n.name.as_str()));
     let store = open_store(&config).await?;
     let directory = Directory::default();
+    let started = std::time::Instant::now();
     let loaded =
         persist::load(&store, &directory).await.map_err(|e| CommandError::Failed(format!("loading snapshots: {e}")))?;
-    info!(devices = loaded, path = %config.store.path.display(), "last snapshots loaded");
+    let load_ms = started.elapsed().as_millis() as u64;
+    info!(devices = loaded, load_ms, path = %config.store.path.display(), "last snapshots loaded");
     let ready = Arc::new(AtomicBool::new(false));
     let state = ApiState {
         plant: plantwatch_actors::plant::PlantHandle {

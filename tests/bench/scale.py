@@ -109,10 +109,12 @@ def pct(values, q):
 def start_serve(config, env):
     p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
+    p.log = []  # every line serve logs, for the start-up timings
     for line in p.stdout:
+        p.log.append(line)
         if "API listening" in line:
             addr = line.split("addr=")[1].split()[0]
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+            threading.Thread(target=lambda: [p.log.append(x) for x in p.stdout], daemon=True).start()
             return p, f"http://{addr}"
     raise SystemExit("plantwatch serve did not start")
 
@@ -166,7 +168,7 @@ def main():
         config = os.path.join(tmp, "scale.toml")
         with open(config, "w") as f:
             f.write("\n".join(cfg))
-        env = dict(os.environ, PLANTWATCH__SERVER__LISTEN="127.0.0.1:0", RUST_LOG="warn,plantwatch=info")
+        env = dict(os.environ, PLANTWATCH__SERVER__LISTEN="127.0.0.1:0", RUST_LOG="warn,plantwatch=info,plantwatch_actors::store=debug")
 
         t0 = time.monotonic()
         s0 = cpu_seconds(sim.pid)
@@ -252,6 +254,10 @@ def main():
             time.sleep(0.01)
         r["restart_to_served_s"] = time.monotonic() - t0
         r["restart_all_values_checked"] = values_served(base, [d["instance"] for d in found])
+        # where the restart's time went, from serve's own log
+        for field in ("open_ms", "read_ms", "decode_ms", "load_ms"):
+            m = re.search(field + r"=(\d+)", "".join(serve.log))
+            r[f"restart_store_{field}"] = int(m.group(1)) if m else None
 
         # A clean stop, then the store against its data.
         stop(serve)
@@ -277,6 +283,9 @@ def main():
               f"{r['devices_page_ms_p99']:.1f} ms (n={r['devices_page_n']})")
         print(f"GET /metrics ({r['metrics_series']} series, {r['metrics_bytes'] / 1e6:.1f} MB): p50 "
               f"{r['metrics_ms_p50']:.1f} ms, p99 {r['metrics_ms_p99']:.1f} ms (n={r['metrics_n']})")
+        print(f"restart: store opened in {r['restart_store_open_ms']} ms, snapshots read in "
+              f"{r['restart_store_read_ms']} ms and decoded in {r['restart_store_decode_ms']} ms "
+              f"({r['restart_store_load_ms']} ms to the directory)")
         print(f"restart after SIGKILL: last values served {r['restart_to_served_s'] * 1000:.0f} ms after start "
               f"(every device checked: {r['restart_all_values_checked']})")
         print(f"store {r['store_disk_bytes'] / 1e6:.1f} MB on disk for {r['store_data_bytes'] / 1e6:.1f} MB of data: "
