@@ -85,6 +85,10 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The site this instance watches: a `site` label on every metric at
+    /// `/metrics`, so that a fleet Prometheus tells sites apart. Unset: no label.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// How strict the server is about its exposure.
@@ -1378,6 +1382,18 @@ fn validate_server(c: &Config, root: &KeyPath) -> Result<(), Problem> {
         });
     }
 
+    if let Some(site) = &s.site {
+        if !valid_site(site) {
+            return Err(problem(
+                server.key("site"),
+                format!(
+                    "{site:?} is not a site name: use 1 to 63 lower-case letters, digits and '-', starting with a \
+                     letter or digit (it becomes a metric label value and fits Kubernetes names)"
+                ),
+            ));
+        }
+    }
+
     let cors = root.key("cors");
     for (i, o) in c.cors.allowed_origins.iter().enumerate() {
         if !valid_origin(o) {
@@ -1411,6 +1427,15 @@ fn validate_server(c: &Config, root: &KeyPath) -> Result<(), Problem> {
         return Err(problem(cors.key("max_age"), "is longer than browsers keep a preflight (1d at most)"));
     }
     Ok(())
+}
+
+/// A site name: a DNS label (RFC 1123), so it is a safe label value for
+/// Prometheus and part of a Kubernetes object name.
+pub fn valid_site(site: &str) -> bool {
+    (1..=63).contains(&site.len())
+        && site.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !site.starts_with('-')
+        && !site.ends_with('-')
 }
 
 /// `http(s)://host[:port]`, nothing else.
@@ -1770,6 +1795,7 @@ mod tests {
                         | ("auth", "bootstrap_key_file")
                         | ("server", "tls_cert")
                         | ("server", "tls_key")
+                        | ("server", "site")
                         | ("testing", "poison_value")
                 );
                 match (section.as_str(), key.as_str(), value) {
@@ -2027,6 +2053,19 @@ mod tests {
         check_refused("[server]\ntrusted_proxies = [\"proxy.local\"]\n", "server.trusted_proxies[0]", "");
         let c = site("[server]\ntrusted_proxies = [\"10.0.0.5\", \"::1\"]\n").expect("accepted");
         assert_eq!(c.server.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn a_site_is_a_label_value_and_a_dns_label() {
+        assert_eq!(site("").expect("accepted").server.site, None);
+        let c = site("[server]\nsite = \"bldg-a\"\n").expect("accepted");
+        assert_eq!(c.server.site.as_deref(), Some("bldg-a"));
+        let c = site_env("", &[("PLANTWATCH__SERVER__SITE", "plant-7")]).expect("accepted");
+        assert_eq!(c.server.site.as_deref(), Some("plant-7"));
+        for bad in ["", "Bldg-A", "bldg a", "-a", "a-", "a\\\"b", "bldg_a", &"x".repeat(64)] {
+            check_refused(&format!("[server]\nsite = {bad:?}\n"), "server.site", "is not a site name");
+        }
+        site(&format!("[server]\nsite = \"{}\"\n", "x".repeat(63))).expect("63 characters");
     }
 
     #[test]

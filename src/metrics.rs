@@ -160,6 +160,50 @@ pub fn render(state: &ApiState) -> String {
     out.push_str(&scrape.handle().render());
     device_text(&mut out, &state.plant.directory.list(), state.max_points, plantwatch_actors::plant::model::now_ms());
     process_text(&mut out);
+    match &state.site {
+        Some(site) => with_label(&out, "site", site),
+        None => out,
+    }
+}
+
+/// `text` with the label `name="value"` first on every sample line. The
+/// event recorder is one per process and the device and process families
+/// are written by hand, so a recorder's global label would not reach them
+/// all: one pass over the finished text does. `value` is a site name
+/// (`config::valid_site`): nothing in it needs escaping.
+pub fn with_label(text: &str, name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('#') || line.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        // A metric name holds neither '{' nor ' ': the first of them ends it.
+        match line.find(['{', ' ']) {
+            Some(i) if line.as_bytes()[i] == b'{' => {
+                let labels_empty = line[i + 1..].starts_with('}');
+                out.push_str(&line[..=i]);
+                out.push_str(name);
+                out.push_str("=\"");
+                out.push_str(value);
+                out.push('"');
+                if !labels_empty {
+                    out.push(',');
+                }
+                out.push_str(&line[i + 1..]);
+            }
+            Some(i) => {
+                out.push_str(&line[..i]);
+                out.push('{');
+                out.push_str(name);
+                out.push_str("=\"");
+                out.push_str(value);
+                out.push_str("\"}");
+                out.push_str(&line[i..]);
+            }
+            None => out.push_str(line),
+        }
+    }
     out
 }
 
@@ -497,5 +541,16 @@ mod tests {
         let mut fam = String::new();
         family(&mut fam, "m", "gauge", "Help.", |o| sample(o, "m", &[], 1.0));
         assert_eq!(fam, "# HELP m Help.\n# TYPE m gauge\nm 1\n\n");
+    }
+
+    #[test]
+    fn the_site_label_goes_on_every_sample_and_nowhere_else() {
+        let text = "# HELP m Help.\n# TYPE m gauge\nm 1\nm{} 2\nm{device=\"7\",name=\"a {b} c\"} 3\n\nh_bucket{le=\"+Inf\"} 4\nlast 5";
+        assert_eq!(
+            with_label(text, "site", "bldg-a"),
+            "# HELP m Help.\n# TYPE m gauge\nm{site=\"bldg-a\"} 1\nm{site=\"bldg-a\"} 2\n\
+             m{site=\"bldg-a\",device=\"7\",name=\"a {b} c\"} 3\n\nh_bucket{site=\"bldg-a\",le=\"+Inf\"} 4\n\
+             last{site=\"bldg-a\"} 5"
+        );
     }
 }

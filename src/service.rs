@@ -165,6 +165,7 @@ pub async fn run(
         security: security(&config, &store).await?,
         http,
         max_points: config.metrics.max_points,
+        site: config.server.site.clone(),
     };
     let (stop_api, api_stopped) = watch::channel(());
     let api = tokio::spawn(api::serve(listener, state.clone(), wait(api_stopped)));

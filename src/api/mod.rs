@@ -86,6 +86,8 @@ pub struct ApiState {
     pub security: Security,
     /// Point values exported at `/metrics` at most (`metrics.max_points`).
     pub max_points: usize,
+    /// `server.site`: the `site` label of every metric at `/metrics`.
+    pub site: Option<String>,
 }
 
 /// Authentication and rate limits.

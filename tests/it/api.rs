@@ -64,6 +64,17 @@ pub async fn serve_api_full(
     make: impl FnOnce(&Store) -> Security,
     max_points: usize,
 ) -> App {
+    serve_api_at_site(handle, networks, make, max_points, None).await
+}
+
+/// As [`serve_api_full`], with `server.site` set to `site`.
+pub async fn serve_api_at_site(
+    handle: PlantHandle,
+    networks: Vec<NetworkInfo>,
+    make: impl FnOnce(&Store) -> Security,
+    max_points: usize,
+    site: Option<&str>,
+) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&StoreConfig::new(dir.path().join("store"))).expect("store");
     let state = ApiState {
@@ -75,6 +86,7 @@ pub async fn serve_api_full(
         security: make(&store),
         http: api::HttpSettings::default(),
         max_points,
+        site: site.map(str::to_string),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -100,6 +112,16 @@ pub async fn spawn_app_with(
     name: &str,
     max_points: usize,
 ) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
+    spawn_app_at_site(first_instance, name, max_points, None).await
+}
+
+/// As [`spawn_app_with`], with `server.site` set to `site`.
+pub async fn spawn_app_at_site(
+    first_instance: u32,
+    name: &str,
+    max_points: usize,
+    site: Option<&str>,
+) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
     let sim = sim::start(SimConfig {
         devices: 3,
         objects: 1,
@@ -113,7 +135,7 @@ pub async fn spawn_app_with(
     let devices = sim.devices().iter().map(|d| (d.instance, Address { ip: d.address, route: d.route })).collect();
     let (plant, _h) = crate::plant::plant_for(name, devices, crate::plant::Setup::default()).await;
     let networks = vec![NetworkInfo { name: name.into(), bind: "127.0.0.1:0".parse().expect("addr"), discover: false }];
-    let app = serve_api_full(plant.handle.clone(), networks, |_| Security::open(), max_points).await;
+    let app = serve_api_at_site(plant.handle.clone(), networks, |_| Security::open(), max_points, site).await;
     let dir = plant.handle.directory.clone();
     let all = sim.devices().iter().map(|d| d.instance).collect::<Vec<_>>();
     let good = dir

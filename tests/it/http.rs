@@ -34,6 +34,7 @@ async fn serve(http: HttpSettings) -> Served {
         http,
         security: api::Security::open(),
         max_points: 25_000,
+        site: None,
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -137,10 +137,20 @@ async fn plant_and_api(
     first_instance: u32,
     max_points: usize,
 ) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
+    plant_and_api_at_site(name, first_instance, max_points, None).await
+}
+
+/// As [`plant_and_api`], with `server.site` set to `site`.
+async fn plant_and_api_at_site(
+    name: &str,
+    first_instance: u32,
+    max_points: usize,
+    site: Option<&str>,
+) -> (App, plantwatch_actors::plant::supervisor::Plant, sim::Simulator) {
     // Before the plant starts: its transport records into this recorder.
     plantwatch::metrics::install();
     plantwatch::metrics::register_networks([name]);
-    let (app, plant, sim) = crate::api::spawn_app_with(first_instance, name, max_points).await;
+    let (app, plant, sim) = crate::api::spawn_app_at_site(first_instance, name, max_points, site).await;
     let all: Vec<u32> = sim.devices().iter().map(|d| d.instance).collect();
     let good = plant
         .handle
@@ -324,5 +334,46 @@ async fn a_device_that_stops_answering_is_down_with_no_values() {
     assert!(m.one("plantwatch_devices", &[("network", "metrics-gone"), ("status", "offline")]) >= 1.0);
     assert!(m.get("plantwatch_point_value", &[("device", "6201")]).is_empty(), "no values without communication");
     assert!(m.one("plantwatch_device_errors_total", &[("device", "6201"), ("class", "timeout")]) >= 1.0);
+    plant.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_site_labels_every_sample_and_changes_nothing_else() {
+    // server.site: every sample carries site="...", events (from the
+    // process's one recorder), state, devices, points and process alike, and
+    // the exposition stays well-formed with the same families as without it.
+    let (app, plant, _sim) = plant_and_api_at_site("metrics-site", 6301, 25_000, Some("bldg-east")).await;
+    let (status, _, _) = app.get("/api/v1/devices/6301").await;
+    assert_eq!(status, 200);
+    let (text, m) = scrape(&app).await;
+    assert!(!m.samples.is_empty());
+    let unlabelled: Vec<_> =
+        m.samples.iter().filter(|((_, l), _)| l.get("site").map(String::as_str) != Some("bldg-east")).collect();
+    assert!(unlabelled.is_empty(), "samples without site=\"bldg-east\": {unlabelled:?}");
+    for ((name, _), _) in &m.samples {
+        assert!(m.types.contains_key(&m.family(name)), "{name} has no TYPE");
+    }
+    for (name, n) in &m.type_lines {
+        assert_eq!(*n, 1, "TYPE of {name}");
+    }
+    // One of each kind, with its own labels beside the site.
+    for (name, labels) in [
+        ("plantwatch_device_up", vec![("network", "metrics-site"), ("device", "6301")]),
+        ("plantwatch_devices", vec![("network", "metrics-site"), ("status", "online")]),
+        ("plantwatch_writes_total", vec![("network", "metrics-site"), ("outcome", "accepted")]),
+        ("process_cpu_seconds_total", vec![]),
+    ] {
+        let mut labels = labels;
+        labels.push(("site", "bldg-east"));
+        assert_eq!(m.get(name, &labels).len(), 1, "{name}{labels:?}\n{text}");
+    }
+    assert!(
+        !m.get("plantwatch_http_requests_total", &[("site", "bldg-east"), ("status", "200")]).is_empty(),
+        "event metrics carry the site too"
+    );
+    assert!(
+        m.get("plantwatch_point_value", &[("site", "bldg-east"), ("device", "6301")]).len() >= 3,
+        "point values carry the site"
+    );
     plant.shutdown().await;
 }

@@ -213,6 +213,7 @@ async fn spawn_app(
         security: plantwatch::api::Security::open(),
         http: api::HttpSettings::default(),
         max_points: 25_000,
+        site: None,
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
