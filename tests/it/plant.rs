@@ -408,6 +408,33 @@ async fn cov_updates_values_between_polls_and_a_refusal_falls_back_to_polling() 
 }
 
 #[tokio::test]
+async fn a_steady_value_under_cov_stays_good_past_three_poll_intervals() {
+    let sim = simulator(2951, 1, 1, Layout::Port, Faults::default()).await;
+    let av = obj("analog-value:1");
+    let points = vec![PointSettings { object: av, poll: None, cov: None }];
+    // Polls every 200 ms would refresh it; under COV it is not polled, and
+    // the simulator's value never moves: no notification after the first.
+    let setup = Setup { cov: true, points: Some(points), ..Setup::default() };
+    let (plant, _h) = plant("covsteady", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let subscribed = dir
+        .wait_for(WAIT, |d| {
+            d.get(2951).is_some_and(|s| s.cov_subscriptions == 1 && s.point(av).is_some_and(|p| p.value.is_some()))
+        })
+        .await;
+    assert!(subscribed, "{:#?}", dir.get(2951));
+    // The behaviour under test is time passing with nothing on the wire.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let s = dir.get(2951).expect("device");
+    let p = s.point(av).expect("point");
+    let now = plantwatch_actors::plant::model::now_ms();
+    assert!(now - p.updated_at > 3 * p.poll_ms, "the value was refreshed meanwhile: {p:#?}");
+    assert_eq!(p.quality_at(now), Quality::Good, "{p:#?}");
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_poison_write_panics_only_its_actor_which_restarts_from_its_snapshot() {
     let sim = simulator(3101, 3, 1, Layout::Port, Faults::default()).await;
     let setup = Setup { poison_value: Some(666.25), ..Setup::default() };

@@ -525,6 +525,7 @@ impl DeviceState {
         let n = self.snap.points.len();
         self.schedule = Schedule::new(&self.snap.points, Instant::now(), &mut self.rng);
         self.cov_active = vec![false; n];
+        self.snap.points.iter_mut().for_each(|p| p.cov_until = 0);
         self.last_recorded = vec![None; n];
         self.snap.cov_subscriptions = 0;
     }
@@ -620,6 +621,7 @@ impl DeviceState {
             warn!(device = self.instance(), "device offline");
             for p in &mut self.snap.points {
                 p.quality = Quality::CommFailure;
+                p.cov_until = 0;
             }
             self.cov_active.iter_mut().for_each(|c| *c = false);
             self.snap.cov_subscriptions = 0;
@@ -714,10 +716,13 @@ impl DeviceState {
         match result {
             Ok(()) => {
                 self.cov_active[i] = true;
-                self.snap.points[i].cov_refused = None;
+                let p = &mut self.snap.points[i];
+                p.cov_refused = None;
+                p.cov_until = now_ms().saturating_add(self.settings.cov_lifetime.as_millis() as u64);
             }
             Err(e) => {
                 self.cov_active[i] = false;
+                self.snap.points[i].cov_until = 0;
                 if !matches!(e, BacnetError::Timeout { .. }) {
                     info!(device = self.instance(), %object, error = %e, "COV refused; polling instead");
                     self.snap.points[i].cov_refused = Some(e.to_string());

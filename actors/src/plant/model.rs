@@ -110,6 +110,11 @@ pub struct Point {
     pub error: Option<ErrorClassCode>,
     /// When the value or its quality was last set (0: never).
     pub updated_at: Millis,
+    /// A live COV subscription vouches for the value until then (0: none).
+    /// A device notifies changes only, so a steady value under COV is not
+    /// stale however old its last update is, while the subscription lasts.
+    #[serde(default)]
+    pub cov_until: Millis,
 }
 
 impl Point {
@@ -131,12 +136,17 @@ impl Point {
             quality: Quality::Stale,
             error: None,
             updated_at: 0,
+            cov_until: 0,
         }
     }
 
-    /// The quality as of `now`: a good value older than three intervals is stale.
+    /// The quality as of `now`: a good value older than three intervals is
+    /// stale, unless a live COV subscription vouches for it.
     pub fn quality_at(&self, now: Millis) -> Quality {
-        if self.quality == Quality::Good && now.saturating_sub(self.updated_at) > 3 * self.poll_ms.max(1) {
+        if self.quality == Quality::Good
+            && now >= self.cov_until
+            && now.saturating_sub(self.updated_at) > 3 * self.poll_ms.max(1)
+        {
             Quality::Stale
         } else {
             self.quality
@@ -278,5 +288,18 @@ mod tests {
         assert_eq!(p.quality_at(1_000_000 + 30_001), Quality::Stale);
         p.quality = Quality::CommFailure;
         assert_eq!(p.quality_at(1_000_000 + 60_000), Quality::CommFailure);
+    }
+
+    #[test]
+    fn a_live_cov_subscription_keeps_a_steady_value_good_until_it_lapses() {
+        let mut p = Point::new(ObjectId::new(0, 1), Duration::from_secs(10), true);
+        p.quality = Quality::Good;
+        p.updated_at = 1_000_000;
+        p.cov_until = 1_000_000 + 300_000;
+        assert_eq!(p.quality_at(1_000_000 + 299_999), Quality::Good);
+        assert_eq!(p.quality_at(1_000_000 + 300_000), Quality::Stale);
+        // it vouches for a good value only
+        p.quality = Quality::CommFailure;
+        assert_eq!(p.quality_at(1_000_000 + 1), Quality::CommFailure);
     }
 }
