@@ -14,6 +14,8 @@
 //!   replayed through the fuzzing functions: no input panics.
 //! - `golden`: frames encoded by bacpypes3 against our decoder and encoder.
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
+//! - `interop_bacpy`: the plant and a bac-py device, bac-py's client and
+//!   `plantwatch simulate` (the second independent stack; skips without Python 3.13).
 //! - `metrics`: `GET /metrics` against a plant: well-formed, documented,
 //!   equal to what the API shows, the point cap.
 //! - `openapi`: the OpenAPI document against the running API: every answer
@@ -34,6 +36,7 @@ mod fuzz_corpus;
 mod golden;
 mod http;
 mod interop;
+mod interop_bacpy;
 mod metrics;
 mod openapi;
 mod plant;
