@@ -35,6 +35,7 @@ pub struct Setup {
     pub heartbeat_timeout: Duration,
     pub points: Option<Vec<PointSettings>>,
     pub cov: bool,
+    pub cov_lifetime: Duration,
     pub discover: bool,
     pub broadcast: Option<std::net::SocketAddr>,
     pub poison_value: Option<f64>,
@@ -56,6 +57,7 @@ impl Default for Setup {
             heartbeat_timeout: Duration::from_secs(30),
             points: None,
             cov: false,
+            cov_lifetime: Duration::from_secs(300),
             discover: false,
             broadcast: None,
             poison_value: None,
@@ -99,7 +101,7 @@ pub async fn plant_for(
                 poll: setup.poll,
                 points: setup.points.clone(),
                 cov: setup.cov,
-                cov_lifetime: Duration::from_secs(300),
+                cov_lifetime: setup.cov_lifetime,
                 offline_after: setup.offline_after,
                 reprobe_max: Duration::from_millis(500),
                 history_max_interval: Duration::from_secs(900),
@@ -430,6 +432,48 @@ async fn a_steady_value_under_cov_stays_good_past_three_poll_intervals() {
     let now = plantwatch_actors::plant::model::now_ms();
     assert!(now - p.updated_at > 3 * p.poll_ms, "the value was refreshed meanwhile: {p:#?}");
     assert_eq!(p.quality_at(now), Quality::Good, "{p:#?}");
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cov_renewal_keeps_the_subscription_live_and_polls_nothing() {
+    // Answers take 400 ms, so a renewal is on the wire for longer than the
+    // 200 ms poll interval.
+    let slow = Faults { slow: Duration::from_millis(400), ..Faults::default() };
+    let sim = simulator(2961, 1, 1, Layout::Port, slow).await;
+    let av = obj("analog-value:1");
+    let points = vec![PointSettings { object: av, poll: None, cov: None }];
+    // Renewed every 2 s (two thirds of the lifetime); polled every 200 ms if
+    // the subscription ever lapsed.
+    let setup = Setup {
+        cov: true,
+        cov_lifetime: Duration::from_secs(3),
+        timeout: Duration::from_secs(2),
+        points: Some(points),
+        ..Setup::default()
+    };
+    let (plant, _h) = plant("covrenew", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let live = |d: &Directory| d.get(2961).is_some_and(|s| s.cov_subscriptions == 1);
+    assert!(dir.wait_for(WAIT, live).await, "{:#?}", dir.get(2961));
+    let until = |d: &Directory| d.get(2961).and_then(|s| s.point(av).map(|p| p.cov_until)).unwrap_or(0);
+    // The first poll round may still be on the wire: count from the first renewal.
+    let mut first = None;
+    let mut renewals = 0;
+    let mut last = until(&dir);
+    while renewals < 3 {
+        let before = last;
+        assert!(dir.wait_for(WAIT, |d| until(d) > before || !live(d)).await, "no renewal: {:#?}", dir.get(2961));
+        assert!(live(&dir), "the renewal dropped the subscription: {:#?}", dir.get(2961));
+        last = until(&dir);
+        renewals += 1;
+        first.get_or_insert_with(|| dir.get(2961).expect("device").counters.polls_ok);
+    }
+    let s = dir.get(2961).expect("device");
+    // Before the fix, each renewal cleared the point's subscription first and
+    // the point was polled until the device answered the renewal.
+    assert_eq!(Some(s.counters.polls_ok), first, "a renewal polled the point: {s:#?}");
     plant.shutdown().await;
     sim.shutdown().await;
 }

@@ -231,6 +231,8 @@ pub struct DeviceState {
     snap: DeviceSnapshot,
     schedule: Schedule,
     cov_active: Vec<bool>,
+    /// A SubscribeCOV for this point is on the wire: a renewal round does not send another.
+    cov_pending: Vec<bool>,
     last_recorded: Vec<Option<(f64, u64)>>,
     batch: usize,
     rng: rand::rngs::StdRng,
@@ -292,6 +294,7 @@ impl Actor for DeviceActor {
             history: args.history,
             heartbeat: args.heartbeat,
             cov_active: vec![false; snap.points.len()],
+            cov_pending: vec![false; snap.points.len()],
             last_recorded: vec![None; snap.points.len()],
             schedule,
             batch: schedule::batch_size(batch),
@@ -525,6 +528,7 @@ impl DeviceState {
         let n = self.snap.points.len();
         self.schedule = Schedule::new(&self.snap.points, Instant::now(), &mut self.rng);
         self.cov_active = vec![false; n];
+        self.cov_pending = vec![false; n];
         self.snap.points.iter_mut().for_each(|p| p.cov_until = 0);
         self.last_recorded = vec![None; n];
         self.snap.cov_subscriptions = 0;
@@ -695,7 +699,12 @@ impl DeviceState {
                 p.cov_refused = Some("the device does not list SubscribeCOV in Protocol_Services_Supported".into());
                 continue;
             }
-            self.cov_active[i] = false;
+            // A renewal keeps a live subscription live (the point is not
+            // polled meanwhile), and never doubles a request still in flight.
+            if self.cov_pending[i] {
+                continue;
+            }
+            self.cov_pending[i] = true;
             let (t, to, me, object) = (self.transport.clone(), self.settings.address, myself.clone(), p.object);
             tokio::spawn(async move {
                 let req = SubscribeCovRequest {
@@ -713,6 +722,7 @@ impl DeviceState {
 
     fn on_subscribed(&mut self, object: ObjectId, result: Result<(), BacnetError>) {
         let Ok(i) = self.snap.points.binary_search_by_key(&object, |p| p.object) else { return };
+        self.cov_pending[i] = false;
         match result {
             Ok(()) => {
                 self.cov_active[i] = true;
