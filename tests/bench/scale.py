@@ -35,106 +35,38 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "plantwatch")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def threads(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def get_json(url, timeout=30):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.load(r)
-
-
-def get_bytes(url, timeout=60):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
+BIN = pwlib.find_binary(os.environ.get("PLANTWATCH_BIN"), kinds=("release",))
 
 
 def page_devices(base, latencies=None):
-    out, cursor = [], None
-    while True:
-        q = f"{base}/api/v1/devices?limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        t = time.perf_counter()
-        page = get_json(q)
-        if latencies is not None:
-            latencies.append((time.perf_counter() - t) * 1000)
-        out += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return out
+    return pwlib.paged(f"{base}/api/v1/devices?limit=1000", latencies=latencies)
 
 
 def metric(text, name):
     """Sum of every series of a metric family in Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def pct(values, q):
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+    return pwlib.msum(pwlib.parse_metrics(text), name)
 
 
 def start_serve(config, env):
-    p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    p.log = []  # every line serve logs, for the start-up timings
-    for line in p.stdout:
-        p.log.append(line)
-        if "API listening" in line:
-            addr = line.split("addr=")[1].split()[0]
-            threading.Thread(target=lambda: [p.log.append(x) for x in p.stdout], daemon=True).start()
-            return p, f"http://{addr}"
-    raise SystemExit("plantwatch serve did not start")
+    serve = pwlib.Serve(BIN, config, env, keep_log=True)
+    return serve, serve.require_listening()
 
 
 def values_served(base, instances):
     for i in instances:
-        items = get_json(f"{base}/api/v1/devices/{i}/points?limit=500")["items"]
+        items = pwlib.get_json(f"{base}/api/v1/devices/{i}/points?limit=500")["items"]
         if not items or any(p["value"] is None for p in items):
             return False
     return True
-
-
-def stop(p, timeout=60):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def main():
@@ -171,9 +103,9 @@ def main():
         env = dict(os.environ, PLANTWATCH__SERVER__LISTEN="127.0.0.1:0", RUST_LOG="warn,plantwatch=info,plantwatch_actors::store=debug")
 
         t0 = time.monotonic()
-        s0 = cpu_seconds(sim.pid)
+        s0 = pwlib.cpu_seconds(sim.pid)
         serve, base = start_serve(config, env)
-        procs.append(serve)
+        procs.append(serve.proc)
         while True:
             ds = page_devices(base)
             online = sum(1 for d in ds if d["status"] == "online" and d["points"] == args.points)
@@ -183,13 +115,13 @@ def main():
                 raise SystemExit(f"only {online} of {args.devices} devices online after 900 s")
             time.sleep(1)
         r["start_to_online_s"] = time.monotonic() - t0
-        r["cpu_during_start_s"] = cpu_seconds(serve.pid)
-        r["sim_cpu_during_start_s"] = cpu_seconds(sim.pid) - s0
+        r["cpu_during_start_s"] = pwlib.cpu_seconds(serve.pid)
+        r["sim_cpu_during_start_s"] = pwlib.cpu_seconds(sim.pid) - s0
         print(f"all {args.devices} devices online after {r['start_to_online_s']:.1f} s", flush=True)
         # one whole poll interval past enrolment, so the window sees steady state
         time.sleep(args.poll + 5)
 
-        text = get_bytes(f"{base}/metrics").decode()
+        text = pwlib.call("GET", f"{base}/metrics", timeout=60)[1].decode()
         over0 = metric(text, "plantwatch_poll_overruns_total")
         samples = []  # (t, serve_cpu_s, sim_cpu_s, rss_mb)
         page_ms, metrics_ms, series = [], [], 0
@@ -200,11 +132,11 @@ def main():
             if now - w0 >= args.seconds:
                 break
             if now >= next_sample:
-                samples.append((now, cpu_seconds(serve.pid), cpu_seconds(sim.pid), rss_mb(serve.pid)))
+                samples.append((now, pwlib.cpu_seconds(serve.pid), pwlib.cpu_seconds(sim.pid), pwlib.rss_mb(serve.pid)))
                 next_sample += 5
             if now >= next_scrape:
                 t = time.perf_counter()
-                text = get_bytes(f"{base}/metrics").decode()
+                text = pwlib.call("GET", f"{base}/metrics", timeout=60)[1].decode()
                 metrics_ms.append((time.perf_counter() - t) * 1000)
                 series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
                 next_scrape += 15
@@ -212,8 +144,8 @@ def main():
                 page_devices(base, page_ms)
                 next_page += 30
             time.sleep(max(0.0, min(next_sample, next_scrape, next_page) - time.monotonic()))
-        samples.append((time.monotonic(), cpu_seconds(serve.pid), cpu_seconds(sim.pid), rss_mb(serve.pid)))
-        text = get_bytes(f"{base}/metrics").decode()
+        samples.append((time.monotonic(), pwlib.cpu_seconds(serve.pid), pwlib.cpu_seconds(sim.pid), pwlib.rss_mb(serve.pid)))
+        text = pwlib.call("GET", f"{base}/metrics", timeout=60)[1].decode()
         over1 = metric(text, "plantwatch_poll_overruns_total")
         (ta, ca, sa, _), (tb, cb, sb, _) = samples[0], samples[-1]
         r["window_s"] = tb - ta
@@ -226,21 +158,20 @@ def main():
         r["rss_peak_mb"] = max(s[3] for s in samples)
         r["overruns_window"] = over1 - over0
         r["overruns_total"] = over1
-        r["threads"] = threads(serve.pid)
+        r["threads"] = pwlib.threads(serve.pid)
         r["bacnet_timeouts"] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                                    if line.startswith("plantwatch_bacnet_requests_total{") and 'outcome="timeout"' in line)
-        r["devices_page_ms_p50"], r["devices_page_ms_p99"], r["devices_page_n"] = pct(page_ms, .5), pct(page_ms, .99), len(page_ms)
-        r["metrics_ms_p50"], r["metrics_ms_p99"], r["metrics_n"] = pct(metrics_ms, .5), pct(metrics_ms, .99), len(metrics_ms)
+        r["devices_page_ms_p50"], r["devices_page_ms_p99"], r["devices_page_n"] = pwlib.pct(page_ms, .5), pwlib.pct(page_ms, .99), len(page_ms)
+        r["metrics_ms_p50"], r["metrics_ms_p99"], r["metrics_n"] = pwlib.pct(metrics_ms, .5), pwlib.pct(metrics_ms, .99), len(metrics_ms)
         r["metrics_series"] = series
         r["metrics_bytes"] = len(text)
 
         # SIGKILL mid-polling, then the time until every device's last values are served.
-        serve.send_signal(signal.SIGKILL)
-        serve.wait()
+        serve.kill()
         sample = random.Random(1).sample([d["instance"] for d in found], min(20, len(found)))
         t0 = time.monotonic()
         serve, base = start_serve(config, env)
-        procs.append(serve)
+        procs.append(serve.proc)
         while True:
             try:
                 ds = page_devices(base)
@@ -256,11 +187,11 @@ def main():
         r["restart_all_values_checked"] = values_served(base, [d["instance"] for d in found])
         # where the restart's time went, from serve's own log
         for field in ("open_ms", "read_ms", "decode_ms", "load_ms"):
-            m = re.search(field + r"=(\d+)", "".join(serve.log))
+            m = re.search(field + r"=(\d+)", "\n".join(serve.log))
             r[f"restart_store_{field}"] = int(m.group(1)) if m else None
 
         # A clean stop, then the store against its data.
-        stop(serve)
+        serve.terminate()
         out = subprocess.run([BIN, "backup", "--config", config, "--out", os.path.join(tmp, "backup.jsonl")],
                              env=env, capture_output=True, text=True, check=True).stdout
         m = re.search(r"data (\d+) bytes .*store on disk (\d+) bytes", out)
@@ -300,7 +231,7 @@ def main():
         return 0 if ok else 1
     finally:
         for p in procs:
-            stop(p, 20)
+            pwlib.stop(p, 20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,46 +22,21 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "target", "release", "plantwatch")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.load(r)
 
 
 def devices(base):
-    out, cursor = [], None
-    while True:
-        q = f"{base}/api/v1/devices?limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        page = get(q)
-        out += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return out
+    return pwlib.paged(f"{base}/api/v1/devices?limit=1000")
 
 
 def timed(url, n=20):
@@ -86,16 +61,8 @@ def measure_metrics(base):
 
 
 def start_serve(config, env):
-    p = subprocess.Popen([BIN, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    for line in p.stdout:
-        if "API listening" in line:
-            addr = line.split("addr=")[1].split()[0]
-            # keep draining stderr so the process never blocks on a full pipe
-            import threading
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-            return p, f"http://{addr}"
-    raise SystemExit("plantwatch serve did not start")
+    serve = pwlib.Serve(BIN, config, env)
+    return serve, serve.require_listening()
 
 
 def main():
@@ -128,7 +95,7 @@ def main():
 
         t0 = time.monotonic()
         serve, base = start_serve(config, env)
-        procs.append(serve)
+        procs.append(serve.proc)
         while True:
             ds = devices(base)
             if len(ds) == args.devices and all(d["status"] == "online" and d["points"] == 20 for d in ds):
@@ -138,25 +105,24 @@ def main():
             time.sleep(0.5)
         online_after = time.monotonic() - t0
         time.sleep(12)  # one whole poll interval past enrolment before measuring
-        c0, s0, w0 = cpu_seconds(serve.pid), cpu_seconds(sim.pid), time.monotonic()
+        c0, s0, w0 = pwlib.cpu_seconds(serve.pid), pwlib.cpu_seconds(sim.pid), time.monotonic()
         time.sleep(args.seconds)
-        c1, s1, w1 = cpu_seconds(serve.pid), cpu_seconds(sim.pid), time.monotonic()
-        rss = rss_mb(serve.pid)
+        c1, s1, w1 = pwlib.cpu_seconds(serve.pid), pwlib.cpu_seconds(sim.pid), time.monotonic()
+        rss = pwlib.rss_mb(serve.pid)
         serve_cpu = 100 * (c1 - c0) / (w1 - w0)
         sim_cpu = 100 * (s1 - s0) / (w1 - w0)
         scrape = measure_metrics(base)
 
         # SIGKILL mid-polling, then the time until every device's last values are served.
-        serve.send_signal(signal.SIGKILL)
-        serve.wait()
+        serve.kill()
         t0 = time.monotonic()
         serve, base = start_serve(config, env)
-        procs.append(serve)
+        procs.append(serve.proc)
         while True:
             try:
                 ds = devices(base)
                 if len(ds) == args.devices and all(d["points"] == 20 for d in ds):
-                    sample = get(f"{base}/api/v1/devices/{found[0]['instance']}/points")["items"]
+                    sample = pwlib.get_json(f"{base}/api/v1/devices/{found[0]['instance']}/points")["items"]
                     if all(p["value"] is not None for p in sample):
                         break
             except OSError:
@@ -179,12 +145,7 @@ def main():
         return 0 if ok else 1
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            pwlib.stop(p, timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -16,45 +16,12 @@
 
 import argparse
 import json
+import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
-
-def call(method, url, key=None, body=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, raw
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def get_json(url, key=None):
-    status, raw = call("GET", url, key)
-    if status != 200:
-        sys.exit(f"GET {url}: {status} {raw[:300]!r}")
-    return json.loads(raw)
-
-
-def wait(what, fn, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if fn():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            sys.exit(f"{what}: not within {seconds} s")
-        time.sleep(0.2)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
 
 
 def ok(msg):
@@ -62,7 +29,7 @@ def ok(msg):
 
 
 def write(api, key, device, obj, value):
-    status, raw = call("PUT", f"{api}/api/v1/devices/{device}/points/{obj}", key, {"value": value, "priority": 8})
+    status, raw = pwlib.call("PUT", f"{api}/api/v1/devices/{device}/points/{obj}", key, {"value": value, "priority": 8})
     answer = json.loads(raw)
     if status != 200 or answer.get("outcome") != "accepted" or answer.get("priority") != 8:
         sys.exit(f"PUT {device} {obj} = {value} @8: {status} {answer}")
@@ -75,7 +42,7 @@ def audit_record(api, key, request_id):
     cursor = None
     while True:
         q = "/api/v1/audit?limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        page = get_json(api + q, key)
+        page = pwlib.get_json(api + q, key)
         for item in page["items"]:
             if item.get("request_id") == request_id:
                 return item
@@ -95,7 +62,7 @@ def check_audit(api, key, request_id, device, obj, value):
 
 
 def metrics(api, must):
-    status, raw = call("GET", f"{api}/metrics")
+    status, raw = pwlib.call("GET", f"{api}/metrics")
     text = raw.decode()
     if status != 200:
         sys.exit(f"/metrics: {status}")
@@ -116,31 +83,31 @@ def demo(args):
     if len(keys) != 3:
         sys.exit(f"the demo's log has keys for {sorted(keys)}, expected admin, operator, read")
     api = args.api
-    if call("GET", f"{api}/health")[0] != 200:
+    if pwlib.call("GET", f"{api}/health")[0] != 200:
         sys.exit("/health is not 200")
     ok("/health 200")
-    wait("/ready", lambda: call("GET", f"{api}/ready")[0] == 200, 30)
+    pwlib.wait_until("/ready", lambda: pwlib.call("GET", f"{api}/ready")[0] == 200, 30)
     ok("/ready 200")
     # A commandable analog point of a device that answers.
     target = None
 
     def find():
         nonlocal target
-        for d in get_json(f"{api}/api/v1/devices?limit=100", keys["read"])["items"]:
+        for d in pwlib.get_json(f"{api}/api/v1/devices?limit=100", keys["read"])["items"]:
             if d["status"] != "online":
                 continue
-            points = get_json(f"{api}/api/v1/devices/{d['instance']}/points?limit=500", keys["read"])["items"]
+            points = pwlib.get_json(f"{api}/api/v1/devices/{d['instance']}/points?limit=500", keys["read"])["items"]
             for p in points:
                 if p.get("commandable") and p["object"].startswith("analog-") and p.get("quality") == "good":
                     target = (d["instance"], p["object"])
                     return True
         return False
-    wait("a device online with a commandable analog point", find, 30)
+    pwlib.wait_until("a device online with a commandable analog point", find, 30)
     device, obj = target
-    p = get_json(f"{api}/api/v1/devices/{device}/points/{obj}", keys["read"])
+    p = pwlib.get_json(f"{api}/api/v1/devices/{device}/points/{obj}", keys["read"])
     ok(f"read {device} {obj}: {p['value']} {p.get('units')} ({p['quality']})")
     rid = write(api, keys["operator"], device, obj, 42.5)
-    p = get_json(f"{api}/api/v1/devices/{device}/points/{obj}?live=true", keys["read"])
+    p = pwlib.get_json(f"{api}/api/v1/devices/{device}/points/{obj}?live=true", keys["read"])
     if p["value"] != 42.5:
         sys.exit(f"live read after the write: {p['value']}, expected 42.5")
     ok(f"live read {device} {obj}: 42.5")
@@ -154,20 +121,20 @@ def demo(args):
 
 def site_write(args):
     api, key = args.api, args.key
-    wait("/ready", lambda: call("GET", f"{api}/ready")[0] == 200, 30)
+    pwlib.wait_until("/ready", lambda: pwlib.call("GET", f"{api}/ready")[0] == 200, 30)
 
     def all_online():
-        items = get_json(f"{api}/api/v1/devices?limit=100", key)["items"]
+        items = pwlib.get_json(f"{api}/api/v1/devices?limit=100", key)["items"]
         return items and all(d["status"] == "online" for d in items)
-    wait("every device online", all_online, 30)
+    pwlib.wait_until("every device online", all_online, 30)
     ok("/ready 200, every device online")
-    p = get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)
+    p = pwlib.get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)
     ok(f"read {args.device} {args.object}: {p['value']} ({p['quality']})")
     rid = write(api, key, args.device, args.object, args.value)
 
     def cached():
-        return get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)["value"] == args.value
-    wait("the cached value after the write", cached, 10)
+        return pwlib.get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)["value"] == args.value
+    pwlib.wait_until("the cached value after the write", cached, 10)
     ok(f"cached value {args.value}")
     check_audit(api, key, rid, args.device, args.object, args.value)
     metrics(api, [f'plantwatch_device_up{{site="{args.site}",', f'plantwatch_build_info{{site="{args.site}",'])
@@ -178,9 +145,9 @@ def site_write(args):
 def restored(args):
     api, key = args.api, args.key
     # The first answer the restarted service gives, no waiting for /ready.
-    wait("/health", lambda: call("GET", f"{api}/health", timeout=2)[0] == 200, 30)
+    pwlib.wait_until("/health", lambda: pwlib.call("GET", f"{api}/health", timeout=2)[0] == 200, 30)
     started = time.monotonic()
-    p = get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)
+    p = pwlib.get_json(f"{api}/api/v1/devices/{args.device}/points/{args.object}", key)
     if p["value"] != args.value:
         sys.exit(f"after the restart {args.device} {args.object} = {p['value']}, expected {args.value} (from the store)")
     ok(f"{time.monotonic() - started:.2f} s after /health: {args.device} {args.object} = {p['value']} "
@@ -207,7 +174,10 @@ def main():
         else:
             s.add_argument("--request-id", required=True)
     args = ap.parse_args()
-    {"demo": demo, "write": site_write, "restored": restored}[args.cmd](args)
+    try:
+        {"demo": demo, "write": site_write, "restored": restored}[args.cmd](args)
+    except OSError as e:
+        sys.exit(f"{args.cmd}: {e}")
 
 
 if __name__ == "__main__":

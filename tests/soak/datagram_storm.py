@@ -38,7 +38,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -47,6 +46,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETWORK = "storm"
@@ -259,20 +261,6 @@ def header_parses(d):
 # ---------------------------------------------------------------- processes and checks
 
 
-def get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.load(r)
-
-
-def metric(base, name, labels):
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def udp_drops(port):
     """Datagrams the kernel dropped on the loopback socket bound to port."""
     total = 0
@@ -284,14 +272,6 @@ def udp_drops(port):
             if int(local.split(":")[1], 16) == port:
                 total += int(fields[-1])
     return total
-
-
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Probe:
@@ -336,7 +316,7 @@ class Monitor(threading.Thread):
         self.errors = []
 
     def devices(self):
-        return get(f"{self.base}/api/v1/devices?limit=1000")["items"]
+        return pwlib.get_json(f"{self.base}/api/v1/devices?limit=1000")["items"]
 
     def run(self):
         while not self.stop.wait(1.0):
@@ -353,7 +333,7 @@ class Monitor(threading.Thread):
                 self.health_failures += 1
                 self.errors.append(f"/health: {e}")
             try:
-                pts = get(f"{self.base}/api/v1/devices/{self.first}/points")["items"]
+                pts = pwlib.get_json(f"{self.base}/api/v1/devices/{self.first}/points")["items"]
                 if not pts:
                     self.points_failures += 1
             except OSError as e:
@@ -368,7 +348,7 @@ class Monitor(threading.Thread):
 
 def polls(base):
     return {d["instance"]: (d["status"], d["counters"]["polls_ok"])
-            for d in get(f"{base}/api/v1/devices?limit=1000")["items"]}
+            for d in pwlib.get_json(f"{base}/api/v1/devices?limit=1000")["items"]}
 
 
 def storm(name, target, count, mutator, probe=None, probe_every=20_000):
@@ -392,17 +372,6 @@ def storm(name, target, count, mutator, probe=None, probe_every=20_000):
             print(f"  {name}: {i + 1} sent, {(i + 1) / (time.monotonic() - t0):,.0f}/s", flush=True)
     sock.close()
     return sent, time.monotonic() - t0, bad
-
-
-def start_serve(binary, config, env):
-    p = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    for line in p.stdout:
-        if "API listening" in line:
-            addr = line.split("addr=")[1].split()[0]
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-            return p, f"http://{addr}"
-    raise SystemExit("plantwatch serve did not start")
 
 
 def main():
@@ -429,7 +398,7 @@ def main():
         procs.append(sim)
         found = [json.loads(sim.stdout.readline()) for _ in range(args.devices)]
         threading.Thread(target=lambda: [None for _ in sim.stdout], daemon=True).start()
-        net_port = free_udp_port()
+        net_port = pwlib.free_port(socket.SOCK_DGRAM)
         cfg = [f'[store]\npath = "{tmp}/store"\n[auth]\nenabled = false\n[log]\nlevel = "warn"\n',
                f'[[network]]\nname = "{NETWORK}"\nbind = "127.0.0.1:{net_port}"\npoll = "1s"\n']
         for d in found:
@@ -438,8 +407,9 @@ def main():
         with open(config, "w") as f:
             f.write("\n".join(cfg))
         env = dict(os.environ, PLANTWATCH__SERVER__LISTEN="127.0.0.1:0", RUST_LOG="warn,plantwatch=info")
-        serve, base = start_serve(binary, config, env)
-        procs.append(serve)
+        serve = pwlib.Serve(binary, config, env)
+        base = serve.require_listening()
+        procs.append(serve.proc)
         first = found[0]["instance"]
         t0 = time.monotonic()
         while True:
@@ -460,12 +430,12 @@ def main():
 
         # plantwatch's network socket
         before = polls(base)
-        malformed0 = metric(base, "plantwatch_bacnet_malformed_frames_total", {"network": NETWORK})
+        malformed0 = pwlib.msum(pwlib.scrape(base), "plantwatch_bacnet_malformed_frames_total", network=NETWORK)
         drops0 = udp_drops(net_port)
         sent_pw, secs_pw, bad_pw = storm("plantwatch", ("127.0.0.1", net_port), args.count,
                                          Mutator(args.seed, frames, spoof=sim_addr))
         time.sleep(3)
-        malformed = metric(base, "plantwatch_bacnet_malformed_frames_total", {"network": NETWORK}) - malformed0
+        malformed = pwlib.msum(pwlib.scrape(base), "plantwatch_bacnet_malformed_frames_total", network=NETWORK) - malformed0
         drops_pw = udp_drops(net_port) - drops0
 
         # the first simulated device's socket
@@ -488,7 +458,7 @@ def main():
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
                 health = r.status
-            points = len(get(f"{base}/api/v1/devices/{first}/points")["items"])
+            points = len(pwlib.get_json(f"{base}/api/v1/devices/{first}/points")["items"])
         except OSError as e:
             health, points = f"error {e}", 0
 
@@ -527,12 +497,7 @@ def main():
         return 0 if not failures else 1
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            pwlib.stop(p, timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -74,7 +74,6 @@ Must hold (each reported, with its threshold):
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -88,8 +87,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETWORK = "soak"
@@ -99,16 +99,6 @@ SAMPLE_EVERY = 10.0
 WRITE_EVERY = 5.0
 POISON_EVERY = 45.0
 LOSS = ["--drop-rate", "0.3", "--slow-ms", "200", "--jitter-ms", "100"]
-
-
-def find_binary(given):
-    if given:
-        return given
-    for kind in ("release", "debug"):
-        path = os.path.join(ROOT, "target", kind, "plantwatch")
-        if os.access(path, os.X_OK):
-            return path
-    raise SystemExit("no target/release/plantwatch nor target/debug/plantwatch: build it first, or pass --bin")
 
 
 # ---------------------------------------------------------------- BACnet/IP, as much as a ReadProperty needs
@@ -228,26 +218,6 @@ class Reader:
 # ---------------------------------------------------------------- processes
 
 
-def free_ports(n):
-    """A base port with n consecutive free UDP ports on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise SystemExit("no free range of UDP ports on 127.0.0.1")
-
-
 class Group:
     """One `plantwatch simulate` process: a group of devices with its faults."""
 
@@ -260,7 +230,7 @@ class Group:
 
     def start(self, binary, tmp, with_faults):
         if self.port is None:
-            self.port = free_ports(1 if self.layout == "router" else self.count)
+            self.port = pwlib.free_udp_ports(1 if self.layout == "router" else self.count)
         cmd = [binary, "simulate", "--devices", str(self.count), "--objects", "2", "--layout", self.layout,
                "--bind", f"127.0.0.1:{self.port}", "--first-instance", str(self.first)] + self.extra
         if with_faults:
@@ -288,124 +258,23 @@ class Group:
                 self.proc.wait()
 
 
-class Serve:
+class Serve(pwlib.Serve):
+    """`plantwatch serve`; also keeps the panics it logs, and those not caused by the poison."""
+
     def __init__(self, binary, config, env, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace")
-        self.addr = None
         self.panics, self.escaped = [], []
-        self.listening = threading.Event()
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
+        self.pending_panic = False
+        super().__init__(binary, config, env, log_path, on_line=self._panic)
 
-    def _drain(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.log.write(line)
-                if "API listening" in line and "addr=" in line and self.addr is None:
-                    self.addr = re.sub(r"\x1b\[[0-9;]*m", "", line).split("addr=")[1].split()[0]
-                    self.listening.set()
-                if "panicked at" in line:
-                    self.panics.append(line.strip())
-                    self.pending_panic = True
-                elif getattr(self, "pending_panic", False):
-                    # the panic message is on the line after "panicked at ...:"
-                    self.pending_panic = False
-                    if "poison value" not in line and "poison value" not in self.panics[-1]:
-                        self.escaped.append(self.panics[-1] + " | " + line.strip())
-        with self.lock:
-            self.log.flush()
-
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(timeout=5)
-        with self.lock:
-            self.log.close()
-        return self.proc.returncode
-
-
-# ---------------------------------------------------------------- the API and /metrics
-
-
-def http(base, method, path, body=None, timeout=20):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, raw
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def get_json(base, path):
-    status, raw = http(base, "GET", path)
-    if status != 200:
-        raise OSError(f"GET {path}: {status} {raw[:200]!r}")
-    return json.loads(raw)
-
-
-def scrape(base):
-    status, raw = http(base, "GET", "/metrics")
-    if status != 200:
-        raise OSError(f"GET /metrics: {status}")
-    out = {}
-    for line in raw.decode().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name_labels, _, value = line.rpartition(" ")
-        try:
-            out[name_labels] = float(value)
-        except ValueError:
-            pass
-    return out
-
-
-def msum(m, name, **labels):
-    """Sum of the series of a family whose labels include these."""
-    total = 0.0
-    for k, v in m.items():
-        if k == name or k.startswith(name + "{"):
-            if all(f'{a}="{b}"' in k for a, b in labels.items()):
-                total += v
-    return total
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def threads(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def dir_bytes(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
+    def _panic(self, _stream, line):
+        if "panicked at" in line:
+            self.panics.append(line.strip())
+            self.pending_panic = True
+        elif self.pending_panic:
+            # the panic message is on the line after "panicked at ...:"
+            self.pending_panic = False
+            if "poison value" not in line and "poison value" not in self.panics[-1]:
+                self.escaped.append(self.panics[-1] + " | " + line.strip())
 
 
 # ---------------------------------------------------------------- the soak
@@ -478,29 +347,29 @@ class Soak:
 
     def sample(self, phase):
         pid = self.serve.proc.pid
-        m = scrape(self.base)
+        m = pwlib.scrape(self.base)
         s = {
             "t": round(time.monotonic() - self.t0, 1), "phase": phase,
-            "rss_mb": round(rss_mb(pid), 1), "fds": fds(pid), "threads": threads(pid),
-            "store_dir_bytes": dir_bytes(os.path.join(self.tmp, "store")),
-            "store_metric_bytes": msum(m, "plantwatch_store_size_bytes"),
-            "device_actors": msum(m, "plantwatch_actors", kind="device"),
-            "network_actors": msum(m, "plantwatch_actors", kind="network"),
-            "tasks": msum(m, "plantwatch_runtime_alive_tasks"),
-            "invoke_in_use": msum(m, "plantwatch_bacnet_invoke_ids_in_use"),
-            "invoke_held": msum(m, "plantwatch_bacnet_invoke_ids_held"),
-            "in_flight": msum(m, "plantwatch_bacnet_requests_in_flight"),
-            "queued": msum(m, "plantwatch_bacnet_requests_queued"),
-            "process_open_fds": msum(m, "process_open_fds"),
-            "restarts_panic": msum(m, "plantwatch_actor_restarts_total", kind="device", reason="panic"),
-            "restarts_other": msum(m, "plantwatch_actor_restarts_total")
-                              - msum(m, "plantwatch_actor_restarts_total", kind="device", reason="panic"),
-            "give_ups": msum(m, "plantwatch_actor_give_ups_total"),
-            "history_written": msum(m, "plantwatch_store_history_rows_written_total"),
-            "history_pruned": msum(m, "plantwatch_store_history_rows_pruned_total"),
-            "timeouts": msum(m, "plantwatch_bacnet_requests_total", outcome="timeout"),
-            "malformed": msum(m, "plantwatch_bacnet_malformed_frames_total"),
-            "status": {st: int(msum(m, "plantwatch_devices", status=st))
+            "rss_mb": round(pwlib.rss_mb(pid), 1), "fds": pwlib.fds(pid), "threads": pwlib.threads(pid),
+            "store_dir_bytes": pwlib.dir_bytes(os.path.join(self.tmp, "store")),
+            "store_metric_bytes": pwlib.msum(m, "plantwatch_store_size_bytes"),
+            "device_actors": pwlib.msum(m, "plantwatch_actors", kind="device"),
+            "network_actors": pwlib.msum(m, "plantwatch_actors", kind="network"),
+            "tasks": pwlib.msum(m, "plantwatch_runtime_alive_tasks"),
+            "invoke_in_use": pwlib.msum(m, "plantwatch_bacnet_invoke_ids_in_use"),
+            "invoke_held": pwlib.msum(m, "plantwatch_bacnet_invoke_ids_held"),
+            "in_flight": pwlib.msum(m, "plantwatch_bacnet_requests_in_flight"),
+            "queued": pwlib.msum(m, "plantwatch_bacnet_requests_queued"),
+            "process_open_fds": pwlib.msum(m, "process_open_fds"),
+            "restarts_panic": pwlib.msum(m, "plantwatch_actor_restarts_total", kind="device", reason="panic"),
+            "restarts_other": pwlib.msum(m, "plantwatch_actor_restarts_total")
+                              - pwlib.msum(m, "plantwatch_actor_restarts_total", kind="device", reason="panic"),
+            "give_ups": pwlib.msum(m, "plantwatch_actor_give_ups_total"),
+            "history_written": pwlib.msum(m, "plantwatch_store_history_rows_written_total"),
+            "history_pruned": pwlib.msum(m, "plantwatch_store_history_rows_pruned_total"),
+            "timeouts": pwlib.msum(m, "plantwatch_bacnet_requests_total", outcome="timeout"),
+            "malformed": pwlib.msum(m, "plantwatch_bacnet_malformed_frames_total"),
+            "status": {st: int(pwlib.msum(m, "plantwatch_devices", status=st))
                        for st in ("enrolling", "online", "degraded", "offline", "failed")},
         }
         self.samples.append(s)
@@ -514,8 +383,8 @@ class Soak:
     # ------------------------------------------------------------- load
 
     def write(self, instance, obj, value, priority=8):
-        status, raw = http(self.base, "PUT", f"/api/v1/devices/{instance}/points/{obj}",
-                           {"value": value, "priority": priority}, timeout=30)
+        status, raw = pwlib.call("PUT", f"{self.base}/api/v1/devices/{instance}/points/{obj}",
+                                 body={"value": value, "priority": priority}, timeout=30)
         self.write_status[status] = self.write_status.get(status, 0) + 1
         return status, raw
 
@@ -546,7 +415,7 @@ class Soak:
     def converged(self, reader, written):
         """Every device online, its points the simulator's objects, every point good and equal to the simulator."""
         problems = []
-        listed = {d["instance"]: d for d in get_json(self.base, "/api/v1/devices?limit=1000")["items"]}
+        listed = {d["instance"]: d for d in pwlib.get_json(self.base + "/api/v1/devices?limit=1000")["items"]}
         for dev in self.devices():
             i = dev["instance"]
             d = listed.get(i)
@@ -558,7 +427,7 @@ class Soak:
                 problems.append(f"{i}: the simulator did not answer Object_List")
                 continue
             want = sorted(f"{TYPE_NAMES.get(t, t)}:{n}" for t, n in objects if t != 8)
-            pts = {p["object"]: p for p in get_json(self.base, f"/api/v1/devices/{i}/points?limit=1000")["items"]}
+            pts = {p["object"]: p for p in pwlib.get_json(self.base + f"/api/v1/devices/{i}/points?limit=1000")["items"]}
             if sorted(pts) != want:
                 problems.append(f"{i}: points {sorted(set(pts) ^ set(want))} differ from the Object_List")
                 continue
@@ -609,7 +478,7 @@ class Soak:
         # every device enrolled once (faults and all), then the baseline
         deadline = time.monotonic() + 60
         while True:
-            ds = get_json(self.base, "/api/v1/devices?limit=1000")["items"]
+            ds = pwlib.get_json(self.base + "/api/v1/devices?limit=1000")["items"]
             # the garbage device may take long to enrol: an enrolment fails at its first undecodable answer
             enrolled = [d for d in ds if d["points"] and d["status"] in ("online", "degraded") or d["instance"] == 1401]
             if len(enrolled) == n_dev:
@@ -635,7 +504,7 @@ class Soak:
             if time.monotonic() >= next_sample:
                 next_sample += SAMPLE_EVERY
                 try:
-                    s = self.sample("faults" if time.monotonic() - self.t0 >= self.warm_s else "warm-up")
+                    self.sample("faults" if time.monotonic() - self.t0 >= self.warm_s else "warm-up")
                     if warm_sample is None and time.monotonic() - self.t0 >= self.warm_s:
                         warm_sample = len(self.samples) - 1
                 except OSError as e:
@@ -694,7 +563,7 @@ class Soak:
             final = self.samples[-1]
         reader.close()
         alive = self.serve.proc.poll() is None
-        code = self.serve.stop()
+        code = self.serve.terminate()
         for g in self.groups:
             g.stop()
         self.verdict(baseline, warm_sample, final, alive, code, problems, converged_at)
@@ -764,8 +633,9 @@ class Soak:
         print(f"writes: {self.writes['normal_ok']}/{self.writes['normal_sent']} normal writes accepted under faults; "
               f"statuses {f['writes']['statuses']}")
         print(f"BACnet timeouts {final['timeouts']:.0f}, malformed frames {final['malformed']:.0f}")
-        if converged_at is not None and not problems:
-            print(f"converged: every device online with the simulator's values {converged_at:.1f} s after the faults")
+        if not problems:
+            when = f"{converged_at:.1f} s after the faults" if converged_at is not None else "by the final check"
+            print(f"converged: every device online with the simulator's values {when}")
         else:
             print(f"NOT converged at the end ({len(problems)} problems): {'; '.join(problems[:8])}")
 
@@ -810,7 +680,7 @@ def main():
     args = ap.parse_args()
     if args.minutes < 3:
         raise SystemExit("--minutes must be at least 3")
-    src = find_binary(args.bin)
+    src = pwlib.find_binary(args.bin)
     tmp = tempfile.mkdtemp(prefix="plantwatch-fault-soak-")
     binary = os.path.join(tmp, "plantwatch")
     shutil.copy2(src, binary)
@@ -823,7 +693,7 @@ def main():
         soak.failures.append("interrupted")
     finally:
         if getattr(soak, "serve", None) is not None and soak.serve.proc.poll() is None:
-            soak.serve.stop()
+            soak.serve.terminate()
         for g in soak.groups:
             g.stop()
         if args.json:

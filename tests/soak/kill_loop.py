@@ -81,21 +81,14 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pwlib  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN_SECRET = "soak-bootstrap-admin-" + "5a" * 16
 SNAPSHOT_INTERVAL_S = 0.2
 POINTS = ["analog-output:1", "analog-output:2", "binary-output:1", "binary-output:2"]
 NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError)
-
-
-def find_binary(given):
-    if given:
-        return given
-    for kind in ("release", "debug"):
-        path = os.path.join(ROOT, "target", kind, "plantwatch")
-        if os.access(path, os.X_OK):
-            return path
-    raise SystemExit("no target/release/plantwatch nor target/debug/plantwatch: build it first, or pass --bin")
 
 
 def iso_ms(text):
@@ -154,82 +147,20 @@ class Client:
             self.conn = None
 
 
-class Serve:
-    """One `plantwatch serve` process; its stdout and stderr go to a log file and a tail in memory."""
+class Serve(pwlib.Serve):
+    """One `plantwatch serve`; also keeps its "store opened" line and its WARN/ERROR lines and panics."""
 
     def __init__(self, binary, config, env, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.started = time.time()
-        self.proc = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
-        self.stdout_tail = collections.deque(maxlen=60)
-        self.stderr_tail = collections.deque(maxlen=60)
-        self.notable = []  # WARN/ERROR lines and panics
+        self.notable = []
         self.store_opened = None
-        self.listening = threading.Event()
-        self.addr = None
-        self.lock = threading.Lock()
-        self.readers = [threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout_tail, "out"),
-                                         daemon=True),
-                        threading.Thread(target=self._drain, args=(self.proc.stderr, self.stderr_tail, "err"),
-                                         daemon=True)]
-        for t in self.readers:
-            t.start()
+        super().__init__(binary, config, env, log_path, on_line=self._note)
 
-    def _drain(self, stream, tail, name):
-        for line in stream:
-            line = line.rstrip("\n")
-            with self.lock:
-                tail.append(line)
-                self.log.write(f"{name}: {line}\n")
-                if "API listening" in line and "addr=" in line and self.addr is None:
-                    self.addr = line.split("addr=")[1].split()[0]
-                    self.listening.set()
-                if "store opened" in line:
-                    self.store_opened = line
-                if (" WARN " in line or " ERROR " in line or "panicked" in line or name == "err") \
-                        and len(self.notable) < 50:
-                    self.notable.append(line)
-        with self.lock:
-            self.log.flush()
-
-    def wait_listening(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.listening.wait(0.05):
-                return self.addr
-            if self.proc.poll() is not None:
-                break
-        return None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.finish()
-
-    def terminate(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait()
-        self.finish()
-        return self.proc.returncode
-
-    def finish(self):
-        for t in self.readers:
-            t.join(timeout=5)
-        with self.lock:
-            self.log.close()
-
-    def evidence(self):
-        with self.lock:
-            return {"returncode": self.proc.poll(), "log": self.log_path, "stderr_tail": list(self.stderr_tail),
-                    "stdout_tail": list(self.stdout_tail)}
+    def _note(self, stream, line):
+        if "store opened" in line:
+            self.store_opened = line
+        if (" WARN " in line or " ERROR " in line or "panicked" in line or stream == "err") \
+                and len(self.notable) < 50:
+            self.notable.append(line)
 
 
 class Soak:
@@ -932,7 +863,7 @@ def main():
     if args.cycles < 1 or args.min_run <= 0 or args.max_run < args.min_run:
         ap.error("--cycles must be at least 1 and 0 < --min-run <= --max-run")
 
-    origin = find_binary(args.bin)
+    origin = pwlib.find_binary(args.bin)
     tmp = tempfile.mkdtemp(prefix="plantwatch-soak-")
     binary = os.path.join(tmp, "plantwatch")
     shutil.copy2(origin, binary)
