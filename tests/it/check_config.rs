@@ -1,7 +1,7 @@
 //! `plantwatch check-config` as a person runs it: exit codes and the one-line error.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -9,8 +9,8 @@ fn repo(path: &str) -> PathBuf {
 
 /// Runs the binary with only the given environment variables.
 fn check_config(files: &[&Path], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plantwatch"));
-    cmd.env_clear().envs(env.iter().copied()).arg("check-config");
+    let mut cmd = crate::support::bare_plantwatch();
+    cmd.envs(env.iter().copied()).arg("check-config");
     for f in files {
         cmd.arg("--config").arg(f);
     }

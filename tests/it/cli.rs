@@ -8,8 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn plantwatch() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_plantwatch"));
-    c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    let mut c = tokio::process::Command::from(crate::support::bare_plantwatch());
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     c
 }

@@ -20,9 +20,7 @@ struct Run {
 }
 
 async fn discover(config: &Path, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_plantwatch"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    let out = tokio::process::Command::from(crate::support::bare_plantwatch())
         .arg("discover")
         .arg("--config")
         .arg(config)
@@ -268,8 +266,7 @@ async fn a_busy_bind_address_is_one_line_with_the_fix() {
     assert!(run.stderr.contains("stop it, or bind discover elsewhere with PLANTWATCH__NETWORK__0__BIND=127.0.9.11:0"));
 
     // and the fix works: the override binds elsewhere
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_plantwatch"))
-        .env_clear()
+    let out = tokio::process::Command::from(crate::support::bare_plantwatch())
         .env("PLANTWATCH__NETWORK__0__BIND", "127.0.9.11:0")
         .args(["discover", "--timeout", "0.2", "--config"])
         .arg(&config)

@@ -12,8 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn plantwatch() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_plantwatch"));
-    c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    let mut c = Command::from(crate::support::bare_plantwatch());
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     c
 }

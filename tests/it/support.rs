@@ -17,6 +17,22 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+/// The plantwatch binary with an empty environment (no PLANTWATCH__ or
+/// RUST_LOG of the caller's leaks in): only PATH and, under `cargo llvm-cov`,
+/// LLVM_PROFILE_FILE, so that what the child runs counts in the coverage
+/// (without it every child wrote ./default_*.profraw and src/service.rs
+/// showed 0%).
+pub fn bare_plantwatch() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_plantwatch"));
+    c.env_clear();
+    for name in ["PATH", "LLVM_PROFILE_FILE"] {
+        if let Some(value) = std::env::var_os(name) {
+            c.env(name, value);
+        }
+    }
+    c
+}
+
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
