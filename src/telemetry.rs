@@ -78,5 +78,31 @@ pub fn init_service(level: Option<&str>, log: &LogConfig) -> Result<LogGuards, C
     }
     // A second init (tests) is harmless.
     let _ = tracing_subscriber::registry().with(layers).with(filter(level, &log.level)).try_init();
+    std::panic::set_hook(Box::new(log_panic));
     Ok(LogGuards(guards))
+}
+
+/// A panic (a device actor's, caught by its supervisor, or a decoder's,
+/// caught by the transport) as one ERROR event in the service's log: in its
+/// format (one JSON object per line, not the default hook's lines of plain
+/// text on stderr), with the spans of the request or device it happened in.
+/// The backtrace is in it only when `RUST_BACKTRACE` asks for one: resolving
+/// the first one loads the binary's debug information, about 130 MB of
+/// memory kept for the life of the process (docs/operations.md, "Fault
+/// soak").
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(target: "plantwatch::panic", %thread, %location, %backtrace, "panicked at {location}: {message}");
+    } else {
+        tracing::error!(target: "plantwatch::panic", %thread, %location, "panicked at {location}: {message}");
+    }
 }

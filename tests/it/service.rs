@@ -456,3 +456,74 @@ async fn keys_on_the_command_line_and_the_bootstrap_admin_key() {
     let (_, out, _) = run_cli(&["keys", "list"], &cfg).await;
     assert!(out.lines().any(|l| l.contains(&id) && l.contains("revoked")), "{out}");
 }
+
+#[tokio::test]
+async fn a_device_actor_panic_is_one_error_event_in_the_json_log_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim::start(SimConfig {
+        devices: 1,
+        objects: 1,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        layout: Layout::Port,
+        first_instance: 5101,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let cfg = config(dir.path(), &sim);
+    let mut toml = std::fs::read_to_string(&cfg).expect("config");
+    toml.push_str("\n[testing]\npoison_value = 666.25\n");
+    std::fs::write(&cfg, toml).expect("config");
+    let mut child = plantwatch()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("PLANTWATCH__SERVER__LISTEN", "127.0.0.1:0")
+        .env("PLANTWATCH__LOG__FORMAT", "json")
+        .env("RUST_BACKTRACE", "0")
+        .spawn()
+        .expect("start plantwatch serve");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let stderr = tokio::spawn(async move {
+        let mut lines = stderr.lines();
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push(line);
+        }
+        all
+    });
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = wait_line(&mut out, "API listening").await;
+    let listening: Json = serde_json::from_str(&line).expect("a JSON line");
+    let base = format!("http://{}", listening["addr"].as_str().expect("addr"));
+    let client = crate::support::http_client();
+    assert!(until_good(&client, &base, 5101..=5101).await);
+
+    let url = format!("{base}/api/v1/devices/5101/points/analog-value:1");
+    let answer = client.put(&url).json(&serde_json::json!({"value": 666.25})).send().await.expect("put");
+    assert!(answer.status().is_server_error(), "the poison write fails: {}", answer.status());
+    let line = wait_line(&mut out, "poison value").await;
+    let event: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("the panic is a JSON line ({e}): {line}"));
+    assert_eq!(event["level"], "ERROR", "{event}");
+    assert_eq!(event["target"], "plantwatch::panic", "{event}");
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("panicked at ") && message.contains("device 5101"), "{event}");
+    assert!(event["location"].as_str().is_some_and(|l| l.contains("device.rs")), "{event}");
+    assert!(event.get("backtrace").is_none(), "no backtrace unless RUST_BACKTRACE asks: {event}");
+    drain(out);
+
+    // the actor restarts: an ordinary write goes through again
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client.put(&url).json(&serde_json::json!({"value": 12.5})).send().await.expect("put");
+        if answer.status().is_success() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no write after the restart: {}", answer.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&child);
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+    let stderr = stderr.await.expect("stderr");
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "nothing on stderr: {stderr:?}");
+    sim.shutdown().await;
+}
