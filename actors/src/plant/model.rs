@@ -165,6 +165,11 @@ pub struct DeviceCounters {
     pub enrolments: u64,
     /// Polls that started later than their due time plus the overrun window.
     pub overruns: u64,
+    /// COV watchdog reads of a quiet device's subscribed value.
+    pub cov_checks: u64,
+    /// Times the watchdog found the device's COV subscriptions silent (a
+    /// value moved without a notification) and subscribed again.
+    pub cov_silent: u64,
 }
 
 /// Everything about one device that survives a restart. The store keeps it
@@ -206,6 +211,10 @@ pub struct DeviceSnapshot {
     /// error class or `timeout`, `reject`, `abort`, `malformed`, `local`.
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
+    /// The COV watchdog found the subscriptions silent, and the device is
+    /// being subscribed again (its points are polled meanwhile).
+    #[serde(default)]
+    pub cov_silent: bool,
 }
 
 impl DeviceSnapshot {
@@ -229,6 +238,7 @@ impl DeviceSnapshot {
             last_success_at: None,
             last_poll_us: None,
             errors: BTreeMap::new(),
+            cov_silent: false,
         }
     }
 
