@@ -569,6 +569,32 @@ async fn a_quiet_but_live_cov_subscription_is_checked_and_left_alone() {
 }
 
 #[tokio::test]
+async fn a_device_on_cov_only_that_stops_answering_the_watchdog_goes_offline_and_is_subscribed_again() {
+    // Silent from 2 s after start for 4 s: its one point is on COV, so no
+    // poll would notice.
+    let gone = Faults {
+        offline_after: Some(Duration::from_secs(2)),
+        online_after: Some(Duration::from_secs(4)),
+        ..Faults::default()
+    };
+    let sim = simulator(2991, 1, 1, Layout::Port, gone).await;
+    let av = obj("analog-value:1");
+    let points = vec![PointSettings { object: av, poll: None, cov: None }];
+    let setup = Setup { cov: true, cov_quiet: Duration::from_secs(1), points: Some(points), ..Setup::default() };
+    let (plant, _h) = plant("covgone", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let live = |d: &Directory| d.get(2991).is_some_and(|s| s.cov_subscriptions == 1);
+    assert!(dir.wait_for(WAIT, live).await, "{:#?}", dir.get(2991));
+    let offline = |d: &Directory| d.get(2991).is_some_and(|s| s.status == DeviceStatus::Offline);
+    assert!(dir.wait_for(WAIT, offline).await, "the watchdog's timeouts did not count: {:#?}", dir.get(2991));
+    let back =
+        |d: &Directory| d.get(2991).is_some_and(|s| s.status == DeviceStatus::Online && s.cov_subscriptions == 1);
+    assert!(dir.wait_for(WAIT, back).await, "{:#?}", dir.get(2991));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_poison_write_panics_only_its_actor_which_restarts_from_its_snapshot() {
     let sim = simulator(3101, 3, 1, Layout::Port, Faults::default()).await;
     let setup = Setup { poison_value: Some(666.25), ..Setup::default() };

@@ -800,6 +800,7 @@ impl DeviceState {
         // A check that gets no answer is tried again after another quiet time.
         self.cov_heard_at = Instant::now();
         self.snap.counters.cov_checks += 1;
+        self.publish();
         let (t, to, me, object, heard) =
             (self.transport.clone(), self.address(), myself.clone(), self.snap.points[i].object, self.cov_heard);
         debug!(device = self.instance(), %object, "COV quiet: checking a subscribed value");
@@ -821,39 +822,42 @@ impl DeviceState {
         result: Result<Value, BacnetError>,
     ) {
         self.cov_checking = false;
+        let now = now_ms();
         let v = match result {
             Ok(v) => v,
             Err(e) => {
+                // A request like a poll's: timeouts count towards offline
+                // (the only way to notice a device whose points are all on COV).
                 debug!(device = self.instance(), %object, error = %e, "COV check failed");
                 self.snap.count_error(error_label(&e));
+                self.poll_failed(&[object], &e, now);
                 self.publish();
                 return;
             }
         };
-        let Ok(i) = self.snap.points.binary_search_by_key(&object, |p| p.object) else { return };
+        schedule::answered(&mut self.snap, now);
         // A notification that came meanwhile is newer than this answer, and
         // proves the subscriptions live.
-        if heard != self.cov_heard || !self.cov_active[i] {
-            return;
-        }
-        let now = now_ms();
-        let missed = schedule::cov_missed(&self.snap.points[i], &v);
-        schedule::set_value(&mut self.snap.points[i], v, now);
-        self.record(std::iter::once(object), now);
-        if missed {
-            warn!(device = self.instance(), %object, "COV subscriptions silent: a value moved without a notification; subscribing again");
-            self.snap.counters.cov_silent += 1;
-            self.snap.cov_silent = true;
-            for (active, p) in self.cov_active.iter_mut().zip(&mut self.snap.points) {
-                if *active {
-                    *active = false;
-                    p.cov_until = 0;
+        let i = self.snap.points.binary_search_by_key(&object, |p| p.object).ok();
+        if let Some(i) = i.filter(|&i| heard == self.cov_heard && self.cov_active[i]) {
+            let missed = schedule::cov_missed(&self.snap.points[i], &v);
+            schedule::set_value(&mut self.snap.points[i], v, now);
+            self.record(std::iter::once(object), now);
+            if missed {
+                warn!(device = self.instance(), %object, "COV subscriptions silent: a value moved without a notification; subscribing again");
+                self.snap.counters.cov_silent += 1;
+                self.snap.cov_silent = true;
+                for (active, p) in self.cov_active.iter_mut().zip(&mut self.snap.points) {
+                    if *active {
+                        *active = false;
+                        p.cov_until = 0;
+                    }
                 }
+                self.snap.cov_subscriptions = 0;
+                // Polled from now on (take_due kept their due times moving),
+                // until the new subscriptions are confirmed.
+                self.subscribe_all(myself);
             }
-            self.snap.cov_subscriptions = 0;
-            // Polled from now on (take_due kept their due times moving),
-            // until the new subscriptions are confirmed.
-            self.subscribe_all(myself);
         }
         self.publish();
     }

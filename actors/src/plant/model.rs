@@ -290,6 +290,17 @@ mod tests {
     }
 
     #[test]
+    fn counters_stored_before_the_cov_watchdog_still_decode() {
+        // DeviceCounters as stored (positional MessagePack) before cov_checks and cov_silent.
+        #[derive(Serialize)]
+        struct Before(u64, u64, u64, u64, u64, u64);
+        let mut old = Vec::new();
+        rmp_serde::encode::write(&mut old, &Before(5, 1, 1, 0, 2, 3)).unwrap();
+        let c: DeviceCounters = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!((c.polls_ok, c.enrolments, c.overruns, c.cov_checks, c.cov_silent), (5, 2, 3, 0, 0));
+    }
+
+    #[test]
     fn good_values_go_stale_after_three_intervals() {
         let mut p = Point::new(ObjectId::new(0, 1), Duration::from_secs(10), false);
         p.quality = Quality::Good;
