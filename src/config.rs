@@ -20,7 +20,8 @@
 //! A device's `poll` and `cov` default to its network's, and a point's to its
 //! device's: the config keeps what was written (`None` when unset) and
 //! [`DeviceConfig::effective_poll`], [`PointConfig::effective_poll`] and their
-//! `effective_cov` siblings resolve it. Every other default is written in
+//! `effective_cov` siblings resolve it (a device's `cov_quiet` likewise, with
+//! [`DeviceConfig::effective_cov_quiet`]). Every other default is written in
 //! `config/default.toml`; the per-network ones, which cannot be layered under a
 //! list, are in [`NetworkConfig`]'s serde defaults, and a test holds them equal
 //! to the example network documented in `config/default.toml`.
