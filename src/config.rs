@@ -20,7 +20,8 @@
 //! A device's `poll` and `cov` default to its network's, and a point's to its
 //! device's: the config keeps what was written (`None` when unset) and
 //! [`DeviceConfig::effective_poll`], [`PointConfig::effective_poll`] and their
-//! `effective_cov` siblings resolve it. Every other default is written in
+//! `effective_cov` siblings resolve it (a device's `cov_quiet` likewise, with
+//! [`DeviceConfig::effective_cov_quiet`]). Every other default is written in
 //! `config/default.toml`; the per-network ones, which cannot be layered under a
 //! list, are in [`NetworkConfig`]'s serde defaults, and a test holds them equal
 //! to the example network documented in `config/default.toml`.
@@ -259,6 +260,10 @@ pub struct NetworkConfig {
     /// Lifetime asked for in SubscribeCOV (whole seconds).
     #[serde(default = "defaults::cov_lifetime", with = "duration")]
     pub cov_lifetime: Duration,
+    /// COV watchdog: a subscribed device silent this long has one subscribed
+    /// value read to check that its subscriptions still live.
+    #[serde(default = "defaults::cov_quiet", with = "duration")]
+    pub cov_quiet: Duration,
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
 }
@@ -280,6 +285,9 @@ pub struct DeviceConfig {
     /// `None`: the network's.
     #[serde(default)]
     pub cov: Option<bool>,
+    /// `None`: the network's.
+    #[serde(default, with = "duration::option")]
+    pub cov_quiet: Option<Duration>,
     /// A label for people.
     #[serde(default)]
     pub name: Option<String>,
@@ -337,6 +345,11 @@ mod defaults {
     pub fn cov_lifetime() -> Duration {
         Duration::from_secs(300)
     }
+    /// Shorter than two thirds of the default lifetime: a renewal, which
+    /// brings a forgotten subscription back, comes every 200 s.
+    pub fn cov_quiet() -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 /// A duration as it is written in the configuration, in its largest exact
@@ -376,6 +389,7 @@ impl NetworkConfig {
             reprobe_max: defaults::reprobe_max(),
             cov: false,
             cov_lifetime: defaults::cov_lifetime(),
+            cov_quiet: defaults::cov_quiet(),
             devices: Vec::new(),
         }
     }
@@ -402,7 +416,7 @@ impl NetworkConfig {
 impl DeviceConfig {
     /// A device with nothing but its instance and address set.
     pub fn new(instance: u32, address: SocketAddr) -> Self {
-        Self { instance, address, route: None, poll: None, cov: None, name: None, points: None }
+        Self { instance, address, route: None, poll: None, cov: None, cov_quiet: None, name: None, points: None }
     }
 
     /// The device's poll interval, else its network's.
@@ -413,6 +427,11 @@ impl DeviceConfig {
     /// Whether the device's points use COV by default: the device's setting, else its network's.
     pub fn effective_cov(&self, network: &NetworkConfig) -> bool {
         self.cov.unwrap_or(network.cov)
+    }
+
+    /// The device's COV watchdog quiet time, else its network's.
+    pub fn effective_cov_quiet(&self, network: &NetworkConfig) -> Duration {
+        self.cov_quiet.unwrap_or(network.cov_quiet)
     }
 
     /// Where the transport sends to reach this device.
@@ -1538,6 +1557,21 @@ fn validate_network(c: &Config, i: usize, n: &NetworkConfig, np: &KeyPath) -> Re
             ),
         ));
     }
+    validate_cov_quiet(n.cov_quiet, np)
+}
+
+/// A COV watchdog check reads the device once per quiet time: under a
+/// second that would be polling.
+fn validate_cov_quiet(quiet: Duration, at: &KeyPath) -> Result<(), Problem> {
+    if quiet < Duration::from_secs(1) {
+        return Err(problem(
+            at.key("cov_quiet"),
+            format!(
+                "{} is under 1s: the COV watchdog reads the device once per quiet time; poll the points instead",
+                duration::format(quiet)
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -1567,6 +1601,9 @@ fn validate_device(d: &DeviceConfig, dp: &KeyPath) -> Result<(), Problem> {
                 ),
             ));
         }
+    }
+    if let Some(quiet) = d.cov_quiet {
+        validate_cov_quiet(quiet, dp)?;
     }
     if let Some(name) = &d.name {
         if name.trim().is_empty() {
@@ -1810,7 +1847,7 @@ mod tests {
         rows.retain(|r| r != "| `device` | required |");
         let missing: Vec<_> = rows.iter().filter(|r| !docs.contains(r.as_str())).collect();
         assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");
-        for key in ["instance", "address", "route", "poll", "cov", "name", "points"] {
+        for key in ["instance", "address", "route", "poll", "cov", "cov_quiet", "name", "points"] {
             assert!(docs.contains(&format!("| `{key}` |")), "docs/configuration.md lacks the device key {key}");
         }
     }
@@ -2133,6 +2170,20 @@ mod tests {
             "network[0].cov_lifetime",
             "whole number of seconds",
         );
+        check_refused(&format!("{NET}cov_quiet = \"500ms\"\n"), "network[0].cov_quiet", "under 1s");
+        check_refused(&device("cov_quiet = \"0s\"\n"), "network[0].device[0].cov_quiet", "is zero");
+        check_refused(&device("cov_quiet = \"999ms\"\n"), "network[0].device[0].cov_quiet", "under 1s");
+    }
+
+    #[test]
+    fn a_device_s_cov_quiet_falls_back_to_its_network_s() {
+        let c = site(&format!("{NET}cov_quiet = \"2m\"\n[[network.device]]\ninstance = 1\naddress = \"10.0.0.1:47808\"\n[[network.device]]\ninstance = 2\naddress = \"10.0.0.2:47808\"\ncov_quiet = \"30s\"\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n = &c.networks[0];
+        assert_eq!(n.devices[0].effective_cov_quiet(n), Duration::from_secs(120));
+        assert_eq!(n.devices[1].effective_cov_quiet(n), Duration::from_secs(30));
+        let d = site(NET).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.networks[0].cov_quiet, Duration::from_secs(60));
     }
 
     #[test]

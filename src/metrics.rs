@@ -306,6 +306,8 @@ fn device_text(out: &mut String, devices: &[Arc<DeviceSnapshot>], max_points: us
     family(out, DEVICE_COV, "gauge", "COV subscriptions active on the device.", |out| {
         each(out, DEVICE_COV, &|d| Some(f64::from(d.cov_subscriptions)))
     });
+    let help = "Times the COV watchdog found the device's subscriptions silent (a value moved without a notification) and subscribed again.";
+    family(out, COV_SILENT, "counter", help, |out| each(out, COV_SILENT, &|d| Some(d.counters.cov_silent as f64)));
     let help =
         "Failed requests and point reads that answered an error, by BACnet error class or timeout, reject, abort.";
     family(out, DEVICE_ERRORS, "counter", help, |out| {
@@ -409,6 +411,7 @@ const DEVICE_POLLS: &str = "plantwatch_device_polls_total";
 const POLL_OVERRUNS: &str = "plantwatch_poll_overruns_total";
 const DEVICE_FAILURES: &str = "plantwatch_device_consecutive_failures";
 const DEVICE_COV: &str = "plantwatch_device_cov_subscriptions";
+const COV_SILENT: &str = "plantwatch_cov_silent_total";
 const DEVICE_ERRORS: &str = "plantwatch_device_errors_total";
 const POINT_VALUE: &str = "plantwatch_point_value";
 const POINTS_UNEXPORTED: &str = "plantwatch_points_unexported";

@@ -871,8 +871,16 @@ fn example_device() -> DeviceSnapshot {
     s.points = vec![ai, ao, bo, msv];
     s.points.sort_by_key(|p| p.object);
     s.last_seen = Some(EXAMPLE_NOW);
-    s.counters =
-        DeviceCounters { polls_ok: 8640, polls_failed: 3, timeouts: 3, restarts: 0, enrolments: 1, overruns: 0 };
+    s.counters = DeviceCounters {
+        polls_ok: 8640,
+        polls_failed: 3,
+        timeouts: 3,
+        restarts: 0,
+        enrolments: 1,
+        overruns: 0,
+        cov_checks: 12,
+        cov_silent: 0,
+    };
     s.cov_subscriptions = 1;
     s
 }

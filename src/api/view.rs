@@ -358,6 +358,10 @@ pub struct DeviceCountersView {
     pub enrolments: u64,
     /// Polls that started later than their due time plus the overrun window.
     pub overruns: u64,
+    /// COV watchdog reads of a subscribed value after a quiet time.
+    pub cov_checks: u64,
+    /// Times the COV watchdog found the subscriptions silent and subscribed again.
+    pub cov_silent: u64,
 }
 
 impl From<DeviceCounters> for DeviceCountersView {
@@ -369,6 +373,8 @@ impl From<DeviceCounters> for DeviceCountersView {
             restarts: c.restarts,
             enrolments: c.enrolments,
             overruns: c.overruns,
+            cov_checks: c.cov_checks,
+            cov_silent: c.cov_silent,
         }
     }
 }
@@ -418,6 +424,10 @@ pub struct DeviceView {
     pub points: usize,
     /// Active COV subscriptions.
     pub cov_subscriptions: u32,
+    /// The COV watchdog found the subscriptions silent (a value moved without
+    /// a notification): the device is being subscribed again, its points
+    /// polled meanwhile.
+    pub cov_silent: bool,
     pub counters: DeviceCountersView,
 }
 
@@ -447,6 +457,7 @@ impl DeviceView {
             },
             points: s.points.len(),
             cov_subscriptions: s.cov_subscriptions,
+            cov_silent: s.cov_silent,
             counters: s.counters.into(),
         }
     }
@@ -923,7 +934,8 @@ mod tests {
         assert_eq!(j["points"], 0);
         assert_eq!(
             j["counters"],
-            json!({"polls_ok": 0, "polls_failed": 0, "timeouts": 0, "restarts": 0, "enrolments": 0, "overruns": 0})
+            json!({"polls_ok": 0, "polls_failed": 0, "timeouts": 0, "restarts": 0, "enrolments": 0, "overruns": 0,
+                   "cov_checks": 0, "cov_silent": 0})
         );
         let keys: Vec<&str> = j.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
         for k in [
@@ -943,10 +955,11 @@ mod tests {
             "capabilities",
             "points",
             "cov_subscriptions",
+            "cov_silent",
             "counters",
         ] {
             assert!(keys.contains(&k), "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 17);
+        assert_eq!(keys.len(), 18);
     }
 }

@@ -178,6 +178,7 @@ async fn discovering_plant(name: &str, bind: SocketAddr, broadcast: SocketAddr) 
             poll: Duration::from_millis(200),
             cov: false,
             cov_lifetime: Duration::from_secs(300),
+            cov_quiet: Duration::from_secs(300),
             offline_after: 3,
             reprobe_max: Duration::from_secs(1),
             history_max_interval: Duration::from_secs(900),

@@ -215,6 +215,7 @@ async fn metrics_show_the_plant_as_the_api_does() {
         assert!((now - 60.0..=now + 1.0).contains(&last), "last success {last} vs now {now}");
         assert!(m.one("plantwatch_device_poll_duration_seconds", &labels) < 1.0);
         assert_eq!(m.one("plantwatch_device_consecutive_failures", &labels), 0.0);
+        assert_eq!(Some(m.one("plantwatch_cov_silent_total", &labels)), device["counters"]["cov_silent"].as_f64());
 
         // Point values equal the API's (numbers; binary as 0/1).
         let (_, _, points) = app.get(&format!("/api/v1/devices/{instance}/points?limit=500")).await;

@@ -36,6 +36,7 @@ pub struct Setup {
     pub points: Option<Vec<PointSettings>>,
     pub cov: bool,
     pub cov_lifetime: Duration,
+    pub cov_quiet: Duration,
     pub discover: bool,
     pub broadcast: Option<std::net::SocketAddr>,
     pub poison_value: Option<f64>,
@@ -58,6 +59,7 @@ impl Default for Setup {
             points: None,
             cov: false,
             cov_lifetime: Duration::from_secs(300),
+            cov_quiet: Duration::from_secs(300),
             discover: false,
             broadcast: None,
             poison_value: None,
@@ -102,6 +104,7 @@ pub async fn plant_for(
                 points: setup.points.clone(),
                 cov: setup.cov,
                 cov_lifetime: setup.cov_lifetime,
+                cov_quiet: setup.cov_quiet,
                 offline_after: setup.offline_after,
                 reprobe_max: Duration::from_millis(500),
                 history_max_interval: Duration::from_secs(900),
@@ -124,6 +127,7 @@ pub async fn plant_for(
             poll: setup.poll,
             cov: false,
             cov_lifetime: Duration::from_secs(300),
+            cov_quiet: Duration::from_secs(300),
             offline_after: setup.offline_after,
             reprobe_max: Duration::from_secs(1),
             history_max_interval: Duration::from_secs(900),
@@ -474,6 +478,118 @@ async fn a_cov_renewal_keeps_the_subscription_live_and_polls_nothing() {
     // Before the fix, each renewal cleared the point's subscription first and
     // the point was polled until the device answered the renewal.
     assert_eq!(Some(s.counters.polls_ok), first, "a renewal polled the point: {s:#?}");
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+fn value_of(d: &Directory, instance: u32, object: ObjectId) -> Option<Value> {
+    d.get(instance).and_then(|s| s.point(object).and_then(|p| p.value.clone()))
+}
+
+#[tokio::test]
+async fn the_cov_watchdog_finds_subscriptions_the_device_forgot_and_subscribes_again() {
+    let sim = simulator(2971, 1, 2, Layout::Port, Faults::default()).await;
+    let (av1, av2) = (obj("analog-value:1"), obj("analog-value:2"));
+    let points = vec![
+        PointSettings { object: av1, poll: None, cov: None },
+        PointSettings { object: av2, poll: None, cov: None },
+    ];
+    // Polled every 200 ms if not on COV; the lifetime (300 s) brings no
+    // renewal within the test: only the watchdog can notice.
+    let quiet = Duration::from_secs(1);
+    let setup = Setup { cov: true, cov_quiet: quiet, points: Some(points), ..Setup::default() };
+    let poll = setup.poll;
+    let (plant, _h) = plant("covsilent", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let live = |d: &Directory| {
+        d.get(2971).is_some_and(|s| s.cov_subscriptions == 2 && s.points.iter().all(|p| p.value.is_some()))
+    };
+    assert!(dir.wait_for(WAIT, live).await, "{:#?}", dir.get(2971));
+    // The device restarts unnoticed: it answers reads, and notifies nothing.
+    assert_eq!(sim.forget_subscriptions(2971).await.expect("forget"), 2);
+    // Both move far past their COV increment (1.0).
+    sim.set_present_value(2971, av1, Value::Real(71.5)).await.expect("set");
+    sim.set_present_value(2971, av2, Value::Real(-12.0)).await.expect("set");
+    let changed = tokio::time::Instant::now();
+    let right = |d: &Directory| {
+        value_of(d, 2971, av1) == Some(Value::Real(71.5)) && value_of(d, 2971, av2) == Some(Value::Real(-12.0))
+    };
+    assert!(dir.wait_for(WAIT, right).await, "the cache never came right: {:#?}", dir.get(2971));
+    let took = changed.elapsed();
+    assert!(took <= quiet + poll, "right again after {took:?}, more than quiet {quiet:?} + poll {poll:?}");
+    let s = dir.get(2971).expect("device");
+    assert_eq!(s.counters.cov_silent, 1, "{s:#?}");
+    // Subscribed again: on COV, not silent any more.
+    let again = |d: &Directory| d.get(2971).is_some_and(|s| s.cov_subscriptions == 2 && !s.cov_silent);
+    assert!(dir.wait_for(WAIT, again).await, "{:#?}", dir.get(2971));
+    // The new subscriptions live: the next checks find nothing amiss.
+    let checks = s.counters.cov_checks;
+    let checked = |d: &Directory| d.get(2971).is_some_and(|s| s.counters.cov_checks >= checks + 2);
+    assert!(dir.wait_for(WAIT, checked).await, "{:#?}", dir.get(2971));
+    let s = dir.get(2971).expect("device");
+    assert_eq!((s.counters.cov_silent, s.cov_subscriptions), (1, 2), "{s:#?}");
+    println!("cov watchdog: cache right {took:?} after the change (quiet {quiet:?}, poll {poll:?})");
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quiet_but_live_cov_subscription_is_checked_and_left_alone() {
+    let sim = simulator(2981, 1, 2, Layout::Port, Faults::default()).await;
+    let (av1, av2) = (obj("analog-value:1"), obj("analog-value:2"));
+    let points = vec![
+        PointSettings { object: av1, poll: None, cov: None },
+        PointSettings { object: av2, poll: None, cov: None },
+    ];
+    let setup = Setup { cov: true, cov_quiet: Duration::from_secs(1), points: Some(points), ..Setup::default() };
+    let (plant, _h) = plant("covquiet", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let live = |d: &Directory| {
+        d.get(2981).is_some_and(|s| s.cov_subscriptions == 2 && s.points.iter().all(|p| p.value.is_some()))
+    };
+    assert!(dir.wait_for(WAIT, live).await, "{:#?}", dir.get(2981));
+    // A move below the COV increment (1.0): the live subscription rightly
+    // says nothing; the watchdog reads it and must not call that silence.
+    let Some(Value::Real(before)) = value_of(&dir, 2981, av1) else { panic!("{:#?}", dir.get(2981)) };
+    sim.set_present_value(2981, av1, Value::Real(before + 0.5)).await.expect("set");
+    let first = |d: &Directory| d.get(2981).is_some_and(|s| s.counters.cov_checks >= 1);
+    assert!(dir.wait_for(WAIT, first).await, "the watchdog never checked: {:#?}", dir.get(2981));
+    let polls = dir.get(2981).expect("device").counters.polls_ok;
+    // Round-robin: within three checks both points were read.
+    let checked = |d: &Directory| d.get(2981).is_some_and(|s| s.counters.cov_checks >= 3);
+    assert!(dir.wait_for(WAIT, checked).await, "{:#?}", dir.get(2981));
+    let s = dir.get(2981).expect("device");
+    assert_eq!(s.counters.cov_silent, 0, "a live subscription was called silent: {s:#?}");
+    assert!(!s.cov_silent && s.cov_subscriptions == 2, "{s:#?}");
+    assert_eq!(s.counters.polls_ok, polls, "the points were polled: {s:#?}");
+    // The value read is cached.
+    assert_eq!(value_of(&dir, 2981, av1), Some(Value::Real(before + 0.5)));
+    plant.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_device_on_cov_only_that_stops_answering_the_watchdog_goes_offline_and_is_subscribed_again() {
+    // Silent from 2 s after start for 4 s: its one point is on COV, so no
+    // poll would notice.
+    let gone = Faults {
+        offline_after: Some(Duration::from_secs(2)),
+        online_after: Some(Duration::from_secs(4)),
+        ..Faults::default()
+    };
+    let sim = simulator(2991, 1, 1, Layout::Port, gone).await;
+    let av = obj("analog-value:1");
+    let points = vec![PointSettings { object: av, poll: None, cov: None }];
+    let setup = Setup { cov: true, cov_quiet: Duration::from_secs(1), points: Some(points), ..Setup::default() };
+    let (plant, _h) = plant("covgone", &sim, setup).await;
+    let dir = plant.handle.directory.clone();
+    let live = |d: &Directory| d.get(2991).is_some_and(|s| s.cov_subscriptions == 1);
+    assert!(dir.wait_for(WAIT, live).await, "{:#?}", dir.get(2991));
+    let offline = |d: &Directory| d.get(2991).is_some_and(|s| s.status == DeviceStatus::Offline);
+    assert!(dir.wait_for(WAIT, offline).await, "the watchdog's timeouts did not count: {:#?}", dir.get(2991));
+    let back =
+        |d: &Directory| d.get(2991).is_some_and(|s| s.status == DeviceStatus::Online && s.cov_subscriptions == 1);
+    assert!(dir.wait_for(WAIT, back).await, "{:#?}", dir.get(2991));
     plant.shutdown().await;
     sim.shutdown().await;
 }

@@ -53,6 +53,10 @@ pub struct DeviceSettings {
     pub points: Option<Vec<PointSettings>>,
     pub cov: bool,
     pub cov_lifetime: Duration,
+    /// COV watchdog: after this long without a notification from a
+    /// subscribed device, one subscribed value is read to check that the
+    /// subscriptions still live.
+    pub cov_quiet: Duration,
     /// Consecutive timeouts before the device is offline.
     pub offline_after: u32,
     /// Cap of the re-probe back-off of an offline device.
@@ -159,6 +163,14 @@ pub enum DeviceMessage {
         object: ObjectId,
         result: Result<(), BacnetError>,
     },
+    /// The COV watchdog's read of a quiet subscription's point; `heard` is
+    /// [`DeviceState`]'s count of signs of life when it was sent.
+    #[doc(hidden)]
+    CovChecked {
+        object: ObjectId,
+        heard: u64,
+        result: Result<Value, BacnetError>,
+    },
     #[doc(hidden)]
     WriteDone {
         object: ObjectId,
@@ -233,6 +245,13 @@ pub struct DeviceState {
     cov_active: Vec<bool>,
     /// A SubscribeCOV for this point is on the wire: a renewal round does not send another.
     cov_pending: Vec<bool>,
+    /// The COV watchdog: when the subscriptions last showed life (a
+    /// notification, or a subscription confirmed), how many times they have,
+    /// whether a check is on the wire, and the point to check next.
+    cov_heard_at: Instant,
+    cov_heard: u64,
+    cov_checking: bool,
+    cov_check_next: usize,
     last_recorded: Vec<Option<(f64, u64)>>,
     batch: usize,
     rng: rand::rngs::StdRng,
@@ -295,6 +314,10 @@ impl Actor for DeviceActor {
             heartbeat: args.heartbeat,
             cov_active: vec![false; snap.points.len()],
             cov_pending: vec![false; snap.points.len()],
+            cov_heard_at: now,
+            cov_heard: 0,
+            cov_checking: false,
+            cov_check_next: 0,
             last_recorded: vec![None; snap.points.len()],
             schedule,
             batch: schedule::batch_size(batch),
@@ -370,6 +393,7 @@ impl Actor for DeviceActor {
             DeviceMessage::Probed(result) => state.on_probed(result),
             DeviceMessage::Revision(result) => state.on_revision(result),
             DeviceMessage::Subscribed { object, result } => state.on_subscribed(object, result),
+            DeviceMessage::CovChecked { object, heard, result } => state.on_cov_checked(&myself, object, heard, result),
             DeviceMessage::Failed(label) => {
                 state.snap.count_error(label);
                 state.publish();
@@ -412,6 +436,9 @@ impl DeviceState {
             if let Some(renew) = self.cov_renew_at {
                 at = at.min(renew);
             }
+            if let Some(check) = self.cov_check_at() {
+                at = at.min(check);
+            }
         }
         if self.snap.status == DeviceStatus::Offline && !self.probing {
             at = at.min(self.probe_at);
@@ -449,6 +476,9 @@ impl DeviceState {
                 if self.cov_renew_at.is_some_and(|t| now >= t) {
                     self.cov_renew_at = None;
                     self.subscribe_all(myself);
+                }
+                if self.cov_check_at().is_some_and(|t| now >= t) {
+                    self.start_cov_check(myself);
                 }
                 if now >= self.revision_at && !self.polling {
                     self.revision_at = now + self.settings.poll.max(Duration::from_secs(60));
@@ -725,6 +755,7 @@ impl DeviceState {
         self.cov_pending[i] = false;
         match result {
             Ok(()) => {
+                self.cov_heard();
                 self.cov_active[i] = true;
                 let p = &mut self.snap.points[i];
                 p.cov_refused = None;
@@ -740,11 +771,100 @@ impl DeviceState {
             }
         }
         self.snap.cov_subscriptions = self.cov_active.iter().filter(|a| **a).count() as u32;
+        if !self.cov_pending.contains(&true) {
+            // The round that followed a silence is over.
+            self.snap.cov_silent = false;
+        }
+        self.publish();
+    }
+
+    /// The subscriptions showed life: the watchdog's quiet time starts again.
+    fn cov_heard(&mut self) {
+        self.cov_heard_at = Instant::now();
+        self.cov_heard = self.cov_heard.wrapping_add(1);
+    }
+
+    /// When the COV watchdog checks the subscriptions next: a quiet time
+    /// after they last showed life, while some are active and no check is
+    /// on the wire.
+    fn cov_check_at(&self) -> Option<Instant> {
+        (!self.cov_checking && self.cov_active.contains(&true)).then(|| self.cov_heard_at + self.settings.cov_quiet)
+    }
+
+    /// Reads one subscribed point's Present_Value, round-robin.
+    fn start_cov_check(&mut self, myself: &ActorRef<DeviceMessage>) {
+        let n = self.cov_active.len();
+        let Some(i) = (0..n).map(|k| (self.cov_check_next + k) % n).find(|&i| self.cov_active[i]) else { return };
+        self.cov_check_next = i + 1;
+        self.cov_checking = true;
+        // A check that gets no answer is tried again after another quiet time.
+        self.cov_heard_at = Instant::now();
+        self.snap.counters.cov_checks += 1;
+        self.publish();
+        let (t, to, me, object, heard) =
+            (self.transport.clone(), self.address(), myself.clone(), self.snap.points[i].object, self.cov_heard);
+        debug!(device = self.instance(), %object, "COV quiet: checking a subscribed value");
+        tokio::spawn(async move {
+            let result = t.read_property(to, object, PropertyRef::new(property::PRESENT_VALUE)).await;
+            let _ = me.send_message(DeviceMessage::CovChecked { object, heard, result });
+        });
+    }
+
+    /// The watchdog's answer: a value that moved past its COV increment
+    /// without a notification means the device no longer knows the
+    /// subscriptions. They are marked silent, the points polled, and the
+    /// device subscribed again.
+    fn on_cov_checked(
+        &mut self,
+        myself: &ActorRef<DeviceMessage>,
+        object: ObjectId,
+        heard: u64,
+        result: Result<Value, BacnetError>,
+    ) {
+        self.cov_checking = false;
+        let now = now_ms();
+        let v = match result {
+            Ok(v) => v,
+            Err(e) => {
+                // A request like a poll's: timeouts count towards offline
+                // (the only way to notice a device whose points are all on COV).
+                debug!(device = self.instance(), %object, error = %e, "COV check failed");
+                self.snap.count_error(error_label(&e));
+                self.poll_failed(&[object], &e, now);
+                self.publish();
+                return;
+            }
+        };
+        schedule::answered(&mut self.snap, now);
+        // A notification that came meanwhile is newer than this answer, and
+        // proves the subscriptions live.
+        let i = self.snap.points.binary_search_by_key(&object, |p| p.object).ok();
+        if let Some(i) = i.filter(|&i| heard == self.cov_heard && self.cov_active[i]) {
+            let missed = schedule::cov_missed(&self.snap.points[i], &v);
+            schedule::set_value(&mut self.snap.points[i], v, now);
+            self.record(std::iter::once(object), now);
+            if missed {
+                warn!(device = self.instance(), %object, "COV subscriptions silent: a value moved without a notification; subscribing again");
+                self.snap.counters.cov_silent += 1;
+                self.snap.cov_silent = true;
+                for (active, p) in self.cov_active.iter_mut().zip(&mut self.snap.points) {
+                    if *active {
+                        *active = false;
+                        p.cov_until = 0;
+                    }
+                }
+                self.snap.cov_subscriptions = 0;
+                // Polled from now on (take_due kept their due times moving),
+                // until the new subscriptions are confirmed.
+                self.subscribe_all(myself);
+            }
+        }
         self.publish();
     }
 
     fn on_cov(&mut self, n: CovNotification) {
         let now = now_ms();
+        self.cov_heard();
         let Some(p) = self.snap.point_mut(n.object) else { return };
         for (prop, v) in n.values {
             match (prop.property, v) {

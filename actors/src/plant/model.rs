@@ -165,6 +165,11 @@ pub struct DeviceCounters {
     pub enrolments: u64,
     /// Polls that started later than their due time plus the overrun window.
     pub overruns: u64,
+    /// COV watchdog reads of a quiet device's subscribed value.
+    pub cov_checks: u64,
+    /// Times the watchdog found the device's COV subscriptions silent (a
+    /// value moved without a notification) and subscribed again.
+    pub cov_silent: u64,
 }
 
 /// Everything about one device that survives a restart. The store keeps it
@@ -206,6 +211,10 @@ pub struct DeviceSnapshot {
     /// error class or `timeout`, `reject`, `abort`, `malformed`, `local`.
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
+    /// The COV watchdog found the subscriptions silent, and the device is
+    /// being subscribed again (its points are polled meanwhile).
+    #[serde(default)]
+    pub cov_silent: bool,
 }
 
 impl DeviceSnapshot {
@@ -229,6 +238,7 @@ impl DeviceSnapshot {
             last_success_at: None,
             last_poll_us: None,
             errors: BTreeMap::new(),
+            cov_silent: false,
         }
     }
 
@@ -277,6 +287,17 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<DeviceSnapshot>(&json).unwrap(), s);
         assert!(json.contains(r#""value":{"type":"real","value":21.5}"#), "{json}");
+    }
+
+    #[test]
+    fn counters_stored_before_the_cov_watchdog_still_decode() {
+        // DeviceCounters as stored (positional MessagePack) before cov_checks and cov_silent.
+        #[derive(Serialize)]
+        struct Before(u64, u64, u64, u64, u64, u64);
+        let mut old = Vec::new();
+        rmp_serde::encode::write(&mut old, &Before(5, 1, 1, 0, 2, 3)).unwrap();
+        let c: DeviceCounters = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!((c.polls_ok, c.enrolments, c.overruns, c.cov_checks, c.cov_silent), (5, 2, 3, 0, 0));
     }
 
     #[test]

@@ -125,6 +125,23 @@ pub fn apply_results(snap: &mut DeviceSnapshot, results: &[PropertyResult], now:
     answered(snap, now);
 }
 
+/// Whether a value read from a point under COV shows that a notification
+/// was missed: a number that moved by more than the point's COV increment
+/// (any move when it has none), or any other value (a binary or multi-state
+/// state) that changed. Nothing cached, nothing missed.
+pub fn cov_missed(p: &Point, read: &Value) -> bool {
+    let Some(cached) = &p.value else { return false };
+    let number = |v: &Value| match v {
+        Value::Real(x) => Some(f64::from(*x)),
+        Value::Double(x) => Some(*x),
+        _ => None,
+    };
+    match (number(cached), number(read)) {
+        (Some(a), Some(b)) => (a - b).abs() > p.cov_increment.map_or(0.0, f64::from),
+        _ => cached != read,
+    }
+}
+
 pub fn set_value(p: &mut Point, v: Value, now: Millis) {
     p.value = Some(v);
     p.quality = Quality::Good;
@@ -227,6 +244,28 @@ mod tests {
     use crate::bacnet::services::PropertyRef;
     use crate::bacnet::types::Address;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_missed_notification_is_a_move_past_the_cov_increment_or_a_changed_state() {
+        let mut p = Point::new(ObjectId::new(object_type::ANALOG_VALUE, 1), Duration::from_secs(10), true);
+        // nothing cached: nothing to compare with
+        assert!(!cov_missed(&p, &Value::Real(1.0)));
+        p.value = Some(Value::Real(20.0));
+        p.cov_increment = Some(0.5);
+        assert!(!cov_missed(&p, &Value::Real(20.0)));
+        assert!(!cov_missed(&p, &Value::Real(20.5)), "a move of exactly the increment may be unnotified");
+        assert!(cov_missed(&p, &Value::Real(20.6)));
+        assert!(cov_missed(&p, &Value::Double(19.0)));
+        // no increment: any move
+        p.cov_increment = None;
+        assert!(cov_missed(&p, &Value::Real(20.01)));
+        // binary and multi-state: any change of state
+        p.value = Some(Value::Enumerated(0));
+        assert!(!cov_missed(&p, &Value::Enumerated(0)));
+        assert!(cov_missed(&p, &Value::Enumerated(1)));
+        p.value = Some(Value::Unsigned(2));
+        assert!(cov_missed(&p, &Value::Unsigned(3)));
+    }
 
     fn device(points: usize, poll: Duration) -> DeviceSnapshot {
         let mut s = DeviceSnapshot::new(1, "n", Address::direct("127.0.0.1:1".parse().unwrap()), None);

@@ -876,6 +876,19 @@ impl Device {
         Ok(())
     }
 
+    /// Forgets every COV subscription, as a device that restarted (or a
+    /// router that lost them) would, without telling the subscribers: the
+    /// device goes on answering requests, and sends no notifications until
+    /// it is subscribed again. Returns how many it forgot.
+    pub fn forget_subscriptions(&mut self, now: Instant) -> usize {
+        self.catch_up(now);
+        let n = self.subscriptions.len();
+        self.subscriptions.clear();
+        self.pending.clear();
+        self.next_cov_scan = None;
+        n
+    }
+
     /// Reads a property from outside, as ReadProperty would answer it.
     pub fn read_from_outside(&self, id: ObjectId, prop: PropertyRef, now: Instant) -> Result<Value, ErrorClassCode> {
         self.read(id, prop, now)

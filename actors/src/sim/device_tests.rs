@@ -593,6 +593,21 @@ fn subscribe_cov_then_write_notifies() {
 }
 
 #[test]
+fn a_device_that_forgets_its_subscriptions_answers_reads_and_notifies_nothing() {
+    let mut h = Harness::new(1, Faults::default());
+    let sub = CovSubscription { confirmed: false, lifetime: Some(300) };
+    assert_eq!(h.send(&testing::subscribe(1, 1, AV1, Some(sub))).len(), 2);
+    assert_eq!(h.device.forget_subscriptions(h.now), 1);
+    // a change well above COV_Increment: acknowledged, read back, not notified
+    assert_eq!(h.send(&testing::wp(2, AV1, p::PRESENT_VALUE, Value::Real(80.0), None)).len(), 1);
+    assert_eq!(testing::rp_value(&h.one(&testing::rp(3, AV1, PV))), Value::Real(80.0));
+    assert!(h.advance(Duration::from_secs(5)).is_empty());
+    // subscribed again, it notifies again
+    assert_eq!(h.send(&testing::subscribe(4, 1, AV1, Some(sub))).len(), 2);
+    assert_eq!(h.send(&testing::wp(5, AV1, p::PRESENT_VALUE, Value::Real(90.0), None)).len(), 2);
+}
+
+#[test]
 fn cov_of_drifting_inputs_and_expiry() {
     let mut h = Harness::new(1, Faults::default());
     let sub = CovSubscription { confirmed: false, lifetime: Some(300) };

@@ -234,6 +234,10 @@ enum Command {
         property: PropertyRef,
         reply: oneshot::Sender<Result<Value, SimError>>,
     },
+    Forget {
+        instance: u32,
+        reply: oneshot::Sender<Result<usize, SimError>>,
+    },
 }
 
 /// Depth of a socket task's command channel.
@@ -257,6 +261,7 @@ impl std::fmt::Debug for Command {
             Command::Forward { .. } => "Forward",
             Command::Set { .. } => "Set",
             Command::Read { .. } => "Read",
+            Command::Forget { .. } => "Forget",
         })
     }
 }
@@ -297,6 +302,16 @@ impl Simulator {
         let (reply, answer) = oneshot::channel();
         let control = self.control(instance)?;
         control.send(Command::Read { instance, object, property, reply }).await.map_err(|_| SimError::Stopped)?;
+        answer.await.map_err(|_| SimError::Stopped)?
+    }
+
+    /// Makes a device forget its COV subscriptions without a word, as after
+    /// a restart that nobody noticed: it keeps answering reads, and notifies
+    /// nothing until it is subscribed again. Answers how many it forgot.
+    pub async fn forget_subscriptions(&self, instance: u32) -> Result<usize, SimError> {
+        let (reply, answer) = oneshot::channel();
+        let control = self.control(instance)?;
+        control.send(Command::Forget { instance, reply }).await.map_err(|_| SimError::Stopped)?;
         answer.await.map_err(|_| SimError::Stopped)?
     }
 
@@ -534,6 +549,13 @@ impl Node {
                         d.read_from_outside(object, property, now)
                             .map_err(|error| SimError::Refused { instance, error })
                     }
+                    None => Err(SimError::UnknownDevice(instance)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Forget { instance, reply } => {
+                let result = match self.device_mut(instance) {
+                    Some(d) => Ok(d.forget_subscriptions(now)),
                     None => Err(SimError::UnknownDevice(instance)),
                 };
                 let _ = reply.send(result);
