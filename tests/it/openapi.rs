@@ -200,6 +200,9 @@ async fn spawn_app(
     let store_dir = tempfile::tempdir().expect("tempdir");
     let sc = StoreConfig::new(store_dir.path().join("store"));
     let store = tokio::task::spawn_blocking(move || Store::open(&sc)).await.expect("join").expect("store");
+    let leases = plantwatch::lease::Leases::load(store.clone(), plant.handle.clone(), Duration::from_secs(3))
+        .await
+        .expect("leases");
     let state = ApiState {
         plant: plant.handle.clone(),
         store,
@@ -214,6 +217,8 @@ async fn spawn_app(
         http: api::HttpSettings::default(),
         max_points: 25_000,
         site: None,
+        leases,
+        max_lease: Duration::from_secs(86_400),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
