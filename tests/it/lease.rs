@@ -326,3 +326,39 @@ async fn leases_survive_a_restart_of_the_plant_on_the_same_store() {
     r.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_device_that_comes_back_without_the_leased_command_gets_it_written_again() {
+    // The device vanishes for 3.5 s every 5 s (first at about 5.8 s): long
+    // enough to be offline (3 timeouts of 600 ms), and comes back restarted:
+    // its Priority_Array empty.
+    let churn = sim::Churn {
+        outage: sim::Outage { every: Duration::from_secs(5), length: Duration::from_millis(3500) },
+        on_return: sim::OnReturn::Restart,
+    };
+    let sim = simulator(7351, sim::Faults { churn: Some(churn), ..sim::Faults::default() }).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir);
+    let r = rig("lease-back", &sim, &store, DAY).await;
+    let path = point_path(7351);
+    let (s, w) = r.put(&path, &json!({"value": 42.0, "priority": 8, "lease": "10m"})).await;
+    assert_eq!(s, 200, "{w}");
+    // gone, back without the command, then written again by plantwatch
+    let lost = slot_becomes(&sim, 7351, 8, &Value::Null, Duration::from_secs(10)).await;
+    assert!(lost, "the device restarted and lost the command");
+    let back = slot_becomes(&sim, 7351, 8, &Value::Real(42.0), Duration::from_secs(10)).await;
+    assert!(back, "plantwatch wrote it again");
+    let (_, list) = r.get("/api/v1/leases").await;
+    assert!(list["items"][0]["reasserts"].as_u64().is_some_and(|n| n >= 1), "{list}");
+    let records = r.lease_records().await;
+    assert!(
+        records.iter().any(|e| e["action"] == "reasserted" && e["outcome"] == "accepted" && e["new_value"] == 42.0),
+        "{records:?}"
+    );
+    let (_, m) = r.get("/metrics").await;
+    let text = m.as_str().unwrap_or_default();
+    assert!(!text.contains("plantwatch_lease_reasserts_total{network=\"lease-back\"} 0"), "{text}");
+    assert!(text.contains("plantwatch_lease_reasserts_total{network=\"lease-back\"}"), "{text}");
+    r.stop().await;
+    sim.shutdown().await;
+}
