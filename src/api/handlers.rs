@@ -537,8 +537,10 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
     let lease = w.lease.zip(until);
     let record = audit_record(key_id, lease, i, o, w.property, w.priority, p.value.as_ref(), &given, outcome, error);
     // The lease, or the end of one, is flushed before the audit record and
-    // the answer: an acknowledged lease is never lost.
+    // the answer: an acknowledged lease is never lost. If it cannot be
+    // stored, the attempt is still audited and the answer is 503.
     let mut granted = None;
+    let mut lease_stored = Ok(());
     if let (Ok(_), Some(priority), true) = (&result, w.priority, w.property == property::PRESENT_VALUE) {
         match until {
             Some(until) => {
@@ -554,18 +556,20 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
                     key_id: key_id.to_string(),
                     reasserts: 0,
                 };
-                state.leases.grant(l.clone()).await.map_err(ApiError::store)?;
+                lease_stored = state.leases.grant(l.clone()).await;
                 granted = Some(l);
             }
             // A write without a lease on a leased slot is permanent; a relinquish ends the lease too.
             None => {
-                state.leases.end(i, o, priority).await.map_err(ApiError::store)?;
+                lease_stored = state.leases.end(i, o, priority).await.map(|_| ());
             }
         }
     }
     // Flushed before the answer: an acknowledged write always has its record.
     state.store.append_audit(record).await.map_err(ApiError::store)?;
     crate::metrics::write(&s.network, outcome);
+    // The device took the write but its lease is not stored: not acknowledged.
+    lease_stored.map_err(ApiError::store)?;
     let done = result?;
     info!(device = i, object = %o, priority = ?w.priority, outcome, lease = ?w.lease, "write");
     Ok(json!({
