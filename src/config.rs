@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Time budget of one HTTP request.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// The longest `lease` a write may take.
+    #[serde(with = "duration")]
+    pub max_lease: Duration,
     /// `production` refuses plain HTTP on a non-loopback address unless `allow_plain_http`.
     pub profile: Profile,
     /// In production: allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
@@ -495,6 +498,12 @@ impl<'de> Deserialize<'de> for PointConfig {
 
         d.deserialize_any(PointVisitor)
     }
+}
+
+/// Parses a duration the way the config does: a humantime string ("250ms",
+/// "3s", "15m", "30d") without spaces, never zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s)
 }
 
 /// Durations: humantime strings ("250ms", "3s", "15m", "30d"), never zero.

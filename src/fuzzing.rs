@@ -110,7 +110,7 @@ pub fn body(data: &[u8]) {
     }
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) {
         for p in points() {
-            if let Err(e) = handlers::check_write(&p, &json) {
+            if let Err(e) = handlers::check_write(&p, &json, std::time::Duration::from_secs(86_400)) {
                 let _ = e.into_response();
             }
         }

@@ -13,6 +13,7 @@
 //! - [`demo`]: `plantwatch demo`, the embedded default: a simulated plant and the service.
 //! - [`store_commands`]: `plantwatch keys`, `backup` and `restore`.
 //! - [`api`]: the HTTP API.
+//! - [`lease`]: lease writes: the slots plantwatch relinquishes itself when their lease runs out.
 //! - [`simulate`]: `plantwatch simulate`, the device simulator's front end.
 //! - [`telemetry`]: logging setup.
 
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod discover;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lease;
 pub mod metrics;
 pub mod service;
 pub mod simulate;

@@ -431,6 +431,9 @@ const STORE_SNAPSHOT_WRITES: &str = "plantwatch_store_snapshot_writes_total";
 const STORE_HISTORY_WRITTEN: &str = "plantwatch_store_history_rows_written_total";
 const STORE_HISTORY_PRUNED: &str = "plantwatch_store_history_rows_pruned_total";
 const STORE_AUDIT: &str = "plantwatch_store_audit_records";
+const LEASES_ACTIVE: &str = "plantwatch_leases_active";
+const LEASE_EXPIRIES: &str = "plantwatch_lease_expiries_total";
+const LEASE_REASSERTS: &str = "plantwatch_lease_reasserts_total";
 
 fn describe_state() {
     describe_gauge!(BUILD_INFO, "The running build: always 1, labelled with version and commit.");
@@ -462,6 +465,12 @@ fn describe_state() {
     describe_counter!(STORE_HISTORY_WRITTEN, "History rows written to the store.");
     describe_counter!(STORE_HISTORY_PRUNED, "History rows removed by retention.");
     describe_gauge!(STORE_AUDIT, "Records in the write audit log.");
+    describe_gauge!(LEASES_ACTIVE, "Leased writes running, by network.");
+    describe_counter!(LEASE_EXPIRIES, "Leases that ran out and whose slot plantwatch relinquished, by network.");
+    describe_counter!(
+        LEASE_REASSERTS,
+        "Leased slots written again because the device lost them (came back with the slot empty), by network."
+    );
 }
 
 fn collect_state(state: &ApiState) {
@@ -523,6 +532,15 @@ fn collect_state(state: &ApiState) {
     counter!(STORE_HISTORY_WRITTEN).absolute(st.history_rows_recorded);
     counter!(STORE_HISTORY_PRUNED).absolute(st.history_rows_pruned);
     gauge!(STORE_AUDIT).set(st.audit_last_sequence as f64);
+
+    // Leases.
+    for n in state.networks.iter() {
+        let (active, expiries, reasserts) = state.leases.stats(&n.name);
+        let labels = [("network", n.name.clone())];
+        gauge!(LEASES_ACTIVE, &labels).set(active as f64);
+        counter!(LEASE_EXPIRIES, &labels).absolute(expiries);
+        counter!(LEASE_REASSERTS, &labels).absolute(reasserts);
+    }
 }
 
 #[cfg(test)]

@@ -149,11 +149,15 @@ pub async fn run(
     let load_ms = started.elapsed().as_millis() as u64;
     info!(devices = loaded, load_ms, path = %config.store.path.display(), "last snapshots loaded");
     let ready = Arc::new(AtomicBool::new(false));
+    let plant_handle = plantwatch_actors::plant::PlantHandle {
+        directory: directory.clone(),
+        stats: Arc::new(SupervisionStats::default()),
+    };
+    let leases = crate::lease::Leases::start(store.clone(), plant_handle.clone(), config.server.request_timeout)
+        .await
+        .map_err(|e| CommandError::Failed(format!("loading leases: {e}")))?;
     let state = ApiState {
-        plant: plantwatch_actors::plant::PlantHandle {
-            directory: directory.clone(),
-            stats: Arc::new(SupervisionStats::default()),
-        },
+        plant: plant_handle,
         store: store.clone(),
         networks: Arc::new(
             config
@@ -168,6 +172,8 @@ pub async fn run(
         http,
         max_points: config.metrics.max_points,
         site: config.server.site.clone(),
+        leases,
+        max_lease: config.server.max_lease,
     };
     let (stop_api, api_stopped) = watch::channel(());
     let api = tokio::spawn(api::serve(listener, state.clone(), wait(api_stopped)));

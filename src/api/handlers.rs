@@ -8,7 +8,7 @@ use plantwatch_actors::bacnet::codec::Value;
 use plantwatch_actors::bacnet::types::{object_type, parse_property, property, property_name};
 use plantwatch_actors::bacnet::ObjectId;
 use plantwatch_actors::plant::device::Write;
-use plantwatch_actors::plant::model::{now_ms, DeviceSnapshot, DeviceStatus, Point};
+use plantwatch_actors::plant::model::{now_ms, DeviceSnapshot, DeviceStatus, Millis, Point};
 use plantwatch_actors::plant::persist::quality_from_byte;
 use plantwatch_actors::store::PointKey;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use tracing::info;
 use super::error::{bacnet_details, ApiError, ErrorCode};
 use super::params::{self, Cursor, SortValue};
 use super::{view, ApiState};
+use crate::lease::Lease;
 use plantwatch_actors::plant::CallError;
 
 type Answer = Result<Json, ApiError>;
@@ -155,7 +156,8 @@ pub async fn list_points(instance: String, state: ApiState, q: PointQuery) -> An
         })
         .collect();
     let (page, next) = params::page(items, sort, desc, after, limit)?;
-    Ok(json!({"items": page.iter().map(|p| view::point(p, now)).collect::<Vec<_>>(), "next_cursor": next}))
+    let items: Vec<Json> = page.iter().map(|p| with_lease(&state, i, p.object, view::point(p, now))).collect();
+    Ok(json!({"items": items, "next_cursor": next}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,7 +173,7 @@ pub async fn get_point(instance: String, object: String, state: ApiState, q: One
     let p = point(&s, o)?;
     let now = now_ms();
     if !q.live.unwrap_or(false) {
-        return Ok(view::point(p, now));
+        return Ok(with_lease(&state, i, o, view::point(p, now)));
     }
     let v = state.plant.read(i, o, property::PRESENT_VALUE, true, state.request_timeout).await?;
     // The actor updated its cache with the live value: show the point with it.
@@ -179,9 +181,46 @@ pub async fn get_point(instance: String, object: String, state: ApiState, q: One
     fresh.value = Some(v);
     fresh.quality = plantwatch_actors::plant::model::Quality::Good;
     fresh.updated_at = now_ms();
-    let mut j = view::point(&fresh, now_ms());
+    let mut j = with_lease(&state, i, o, view::point(&fresh, now_ms()));
     j["live"] = json!(true);
     Ok(j)
+}
+
+/// A point's JSON with its lease: the one of the highest priority (lowest
+/// number) if several slots are leased, else null.
+fn with_lease(state: &ApiState, instance: u32, object: ObjectId, mut j: Json) -> Json {
+    let lease = state.leases.on_point(instance, object).into_iter().next();
+    j["lease"] =
+        lease.map_or(Json::Null, |l| json!({"priority": l.priority, "value": l.shown, "until": view::time(l.until)}));
+    j
+}
+
+// ---------------------------------------------------------------- leases
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseQuery {
+    device: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Every lease that runs, by device, object and priority; paged.
+pub async fn leases(state: ApiState, q: LeaseQuery) -> Answer {
+    let limit = params::limit(q.limit)?;
+    let device = q.device.as_deref().map(params::instance).transpose()?;
+    let after = q.cursor.as_deref().map(params::decode_cursor::<Cursor>).transpose()?;
+    let all = state.leases.list();
+    let items = all
+        .iter()
+        .filter(|l| device.is_none_or(|d| d == l.instance))
+        .map(|l| {
+            let tie = format!("{:08}{:010}{:02}", l.instance, l.object.raw(), l.priority);
+            (SortValue::Text(tie.clone()), tie, l)
+        })
+        .collect();
+    let (page, next) = params::page(items, "device", false, after, limit)?;
+    Ok(json!({"items": page.iter().map(|l| l.view()).collect::<Vec<_>>(), "next_cursor": next}))
 }
 
 // ---------------------------------------------------------------- history
@@ -307,9 +346,11 @@ pub(crate) struct WriteRequest {
     property: u32,
     value: Value,
     priority: Option<u8>,
+    /// How long the write holds before plantwatch relinquishes it.
+    lease: Option<Duration>,
 }
 
-pub(crate) fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiError> {
+pub(crate) fn check_write(p: &Point, body: &Json, max_lease: Duration) -> Result<WriteRequest, ApiError> {
     let Some(map) = body.as_object() else {
         return Err(ApiError::new(
             ErrorCode::MalformedBody,
@@ -318,8 +359,8 @@ pub(crate) fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiErr
     };
     let mut fields = Vec::new();
     for k in map.keys() {
-        if !matches!(k.as_str(), "value" | "priority" | "property") {
-            fields.push(json!({"field": k, "reason": "unknown field (value, priority, property)"}));
+        if !matches!(k.as_str(), "value" | "priority" | "property" | "lease") {
+            fields.push(json!({"field": k, "reason": "unknown field (value, priority, property, lease)"}));
         }
     }
     let property = match map.get("property") {
@@ -362,8 +403,38 @@ pub(crate) fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiErr
     if value == Some(Value::Null) && property == property::PRESENT_VALUE && !p.commandable {
         fields.push(json!({"field": "value", "reason": format!("{} is not commandable: there is nothing to relinquish", p.object)}));
     }
+    let lease = match map.get("lease") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => match crate::config::parse_duration(s) {
+            Ok(d) if d > max_lease => {
+                let max = humantime::format_duration(max_lease).to_string().replace(' ', "");
+                fields.push(json!({"field": "lease", "reason": format!("at most {max} (server.max_lease)")}));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                fields.push(json!({"field": "lease", "reason": e}));
+                None
+            }
+        },
+        Some(_) => {
+            fields.push(json!({"field": "lease", "reason": "must be a duration like \"15m\""}));
+            None
+        }
+    };
+    if lease.is_some() {
+        if priority.is_none() {
+            fields.push(json!({"field": "lease", "reason": "a lease needs a priority (1..16) to relinquish"}));
+        }
+        if value == Some(Value::Null) {
+            fields.push(json!({"field": "lease", "reason": "a relinquish takes no lease"}));
+        }
+        if property != property::PRESENT_VALUE || !p.commandable {
+            fields.push(json!({"field": "lease", "reason": format!("only the present-value of a commandable object takes a lease; {} is not one", p.object)}));
+        }
+    }
     match (value, fields.is_empty()) {
-        (Some(value), true) => Ok(WriteRequest { property, value, priority }),
+        (Some(value), true) => Ok(WriteRequest { property, value, priority, lease }),
         _ => {
             let first = fields.first().and_then(|f| f["reason"].as_str()).unwrap_or("invalid").to_string();
             let message = format!("the write is not valid: {first}");
@@ -381,6 +452,7 @@ pub(crate) fn check_write(p: &Point, body: &Json) -> Result<WriteRequest, ApiErr
 #[allow(clippy::too_many_arguments)]
 fn audit_record(
     key_id: &str,
+    lease: Option<(Duration, Millis)>,
     device: u32,
     object: ObjectId,
     property: u32,
@@ -392,7 +464,10 @@ fn audit_record(
 ) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "time": view::time(now_ms()),
+        "actor": "api",
         "key_id": key_id,
+        "lease": lease.map(|(d, _)| humantime::format_duration(d).to_string().replace(' ', "")),
+        "lease_until": lease.map(|(_, until)| view::time(until)),
         "request_id": super::request_id(),
         "device": device,
         "object": object.to_string(),
@@ -420,12 +495,13 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
     let given = body.as_object().and_then(|m| m.get("value")).cloned().unwrap_or(Json::Null);
     let key_id = super::identity().key_id;
     let key_id = key_id.as_str();
-    let checked = check_write(&p, &body);
+    let checked = check_write(&p, &body, state.max_lease);
     let w = match checked {
         Ok(w) => w,
         Err(e) => {
             let record = audit_record(
                 key_id,
+                None,
                 i,
                 o,
                 property::PRESENT_VALUE,
@@ -457,13 +533,47 @@ pub async fn write(instance: String, object: String, state: ApiState, body: Json
         }
         Err(e) => ("failed", Some(json!({"message": e.to_string()}))),
     };
-    let record = audit_record(key_id, i, o, w.property, w.priority, p.value.as_ref(), &given, outcome, error);
+    let until = w.lease.map(|d| now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let lease = w.lease.zip(until);
+    let record = audit_record(key_id, lease, i, o, w.property, w.priority, p.value.as_ref(), &given, outcome, error);
+    // The lease, or the end of one, is flushed before the audit record and
+    // the answer: an acknowledged lease is never lost. If it cannot be
+    // stored, the attempt is still audited and the answer is 503.
+    let mut granted = None;
+    let mut lease_stored = Ok(());
+    if let (Ok(_), Some(priority), true) = (&result, w.priority, w.property == property::PRESENT_VALUE) {
+        match until {
+            Some(until) => {
+                let l = Lease {
+                    network: s.network.clone(),
+                    instance: i,
+                    object: o,
+                    priority,
+                    value: w.value.clone(),
+                    shown: given.clone(),
+                    since: now_ms(),
+                    until,
+                    key_id: key_id.to_string(),
+                    reasserts: 0,
+                };
+                lease_stored = state.leases.grant(l.clone()).await;
+                granted = Some(l);
+            }
+            // A write without a lease on a leased slot is permanent; a relinquish ends the lease too.
+            None => {
+                lease_stored = state.leases.end(i, o, priority).await.map(|_| ());
+            }
+        }
+    }
     // Flushed before the answer: an acknowledged write always has its record.
     state.store.append_audit(record).await.map_err(ApiError::store)?;
     crate::metrics::write(&s.network, outcome);
+    // The device took the write but its lease is not stored: not acknowledged.
+    lease_stored.map_err(ApiError::store)?;
     let done = result?;
-    info!(device = i, object = %o, priority = ?w.priority, outcome, "write");
+    info!(device = i, object = %o, priority = ?w.priority, outcome, lease = ?w.lease, "write");
     Ok(json!({
+        "lease": granted.map(|l| l.view()),
         "object": o.to_string(),
         "property": property_name(w.property),
         "priority": w.priority,

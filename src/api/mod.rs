@@ -88,6 +88,10 @@ pub struct ApiState {
     pub max_points: usize,
     /// `server.site`: the `site` label of every metric at `/metrics`.
     pub site: Option<String>,
+    /// Leased writes, and their task.
+    pub leases: crate::lease::Leases,
+    /// `server.max_lease`: the longest lease a write may take.
+    pub max_lease: Duration,
 }
 
 /// Authentication and rate limits.
@@ -227,7 +231,7 @@ fn reply(r: Result<serde_json::Value, ApiError>) -> Resp {
 }
 
 /// Every route, as (method, template). The OpenAPI document lists exactly these.
-pub const ROUTES: [(&str, &str); 16] = [
+pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),
@@ -240,6 +244,7 @@ pub const ROUTES: [(&str, &str); 16] = [
     ("GET", "/api/v1/devices/{instance}/points/{object}/history"),
     ("POST", "/api/v1/discovery"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/leases"),
     ("GET", "/api/v1/keys"),
     ("POST", "/api/v1/keys"),
     ("DELETE", "/api/v1/keys/{id}"),
@@ -262,6 +267,7 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "devices", _, "points", _, "history"] => "/api/v1/devices/{instance}/points/{object}/history",
         ["api", "v1", "discovery"] => "/api/v1/discovery",
         ["api", "v1", "audit"] => "/api/v1/audit",
+        ["api", "v1", "leases"] => "/api/v1/leases",
         ["api", "v1", "keys"] => "/api/v1/keys",
         ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
@@ -347,6 +353,11 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
         .and(st.clone())
         .and(params::query())
         .then(|s, q| async move { reply(handlers::audit(s, q).await) });
+    let leases = warp::path!("api" / "v1" / "leases")
+        .and(warp::get())
+        .and(st.clone())
+        .and(params::query())
+        .then(|s, q| async move { reply(handlers::leases(s, q).await) });
     health
         .or(ready)
         .unify()
@@ -369,6 +380,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Resp,), Error = Infalli
         .or(discovery)
         .unify()
         .or(audit)
+        .unify()
+        .or(leases)
         .unify()
         .or(keys)
         .unify()

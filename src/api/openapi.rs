@@ -442,6 +442,11 @@ fn operations() -> Vec<Operation> {
                     ("multi-state", "Set a multi-state value to state 2", json!({"value": 2, "priority": 10})),
                     ("relinquish", "Give up the command at priority 8", json!({"value": null, "priority": 8})),
                     (
+                        "lease",
+                        "Command for 15 minutes, then relinquish",
+                        json!({"value": 42.0, "priority": 8, "lease": "15m"}),
+                    ),
+                    (
                         "property",
                         "Write another property",
                         json!({"value": "Zone 2 temperature", "property": "description"}),
@@ -592,6 +597,29 @@ fn operations() -> Vec<Operation> {
             ok: Answer::json("One page of the audit log.", schema_name::<AuditList>(), ex.audit.clone()),
             errors: &[InvalidParameter, StoreUnavailable],
         },
+        Operation {
+            method: HttpMethod::Get,
+            path: "/api/v1/leases",
+            tag: "points",
+            id: "listLeases",
+            summary: "Leased writes",
+            description: "Every lease that runs (a write with `lease`), by device, object and priority, paginated. \
+                          When a lease runs out, plantwatch relinquishes its priority slot and audits it with actor \
+                          `lease`; an expired lease stays listed until its device answers.",
+            params: vec![
+                query_param(
+                    "device",
+                    "Only the leases of this device instance.",
+                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(4_194_302)),
+                    Some(json!(1001)),
+                ),
+                limit_param(),
+                cursor_param(),
+            ],
+            body: None,
+            ok: Answer::json("One page of leases.", schema_name::<LeaseList>(), ex.leases.clone()),
+            errors: &[InvalidParameter],
+        },
     ]
 }
 
@@ -616,6 +644,8 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<DiscoveryBody>(&mut out);
     add::<DiscoveryAnswer>(&mut out);
     add::<AuditList>(&mut out);
+    add::<LeaseList>(&mut out);
+    add::<LeaseView>(&mut out);
     add::<KeyList>(&mut out);
     add::<KeyView>(&mut out);
     add::<KeyCreateBody>(&mut out);
@@ -826,6 +856,7 @@ struct Examples {
     relinquish: Json,
     discovery: Json,
     audit: Json,
+    leases: Json,
     keys: Json,
     key_created: Json,
     key_revoked: Json,
@@ -944,6 +975,7 @@ impl Examples {
                 active_priority: Some(8),
                 present_value: PointValue(view::value(ao1, &Value::Real(42.0))),
                 request_id: EXAMPLE_REQUEST_ID.into(),
+                lease: None,
             }),
             relinquish: to_json(&WriteAnswer {
                 object: "analog-output:1".into(),
@@ -954,6 +986,7 @@ impl Examples {
                 active_priority: None,
                 present_value: PointValue(view::value(ao1, &Value::Real(0.0))),
                 request_id: EXAMPLE_REQUEST_ID.into(),
+                lease: None,
             }),
             discovery: to_json(&DiscoveryAnswer {
                 network: "bldg-a".into(),
@@ -990,6 +1023,26 @@ impl Examples {
                     new_value: PointValue(json!(42.0)),
                     outcome: AuditOutcome::Accepted,
                     error: None,
+                    actor: Some("api".into()),
+                    action: None,
+                    lease: None,
+                    lease_until: None,
+                    active_priority: None,
+                    present_value: None,
+                }],
+                next_cursor: None,
+            }),
+            leases: to_json(&LeaseList {
+                items: vec![LeaseView {
+                    device: 1001,
+                    network: "bldg-a".into(),
+                    object: "analog-output:1".into(),
+                    priority: 8,
+                    value: PointValue(json!(42.0)),
+                    since: "2026-11-26T02:10:00.000Z".into(),
+                    until: "2026-11-26T02:25:00.000Z".into(),
+                    key_id: "anonymous".into(),
+                    reasserts: 0,
                 }],
                 next_cursor: None,
             }),

@@ -280,6 +280,49 @@ pub struct PointView {
     /// `true` when the value was just read from the device (`?live=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<bool>,
+    /// The lease on the point (null: none); with several leased slots, the
+    /// one of the highest priority.
+    pub lease: Option<PointLease>,
+}
+
+/// The lease on a point, as the point shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PointLease {
+    #[schema(minimum = 1, maximum = 16, example = 8)]
+    pub priority: u8,
+    /// The value the lease holds.
+    #[schema(required = true)]
+    pub value: PointValue,
+    /// When plantwatch relinquishes the slot.
+    #[schema(format = DateTime, example = "2026-11-26T02:25:00.000Z")]
+    pub until: String,
+}
+
+/// A leased write: plantwatch relinquishes its priority slot at `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LeaseView {
+    #[schema(example = 1001)]
+    pub device: u32,
+    #[schema(example = "bldg-a")]
+    pub network: String,
+    #[schema(example = "analog-output:1")]
+    pub object: String,
+    #[schema(minimum = 1, maximum = 16, example = 8)]
+    pub priority: u8,
+    /// The value written, as given.
+    #[schema(required = true)]
+    pub value: PointValue,
+    /// When the lease was granted (or last renewed).
+    #[schema(format = DateTime, example = "2026-11-26T02:10:00.000Z")]
+    pub since: String,
+    /// When plantwatch relinquishes the slot.
+    #[schema(format = DateTime, example = "2026-11-26T02:25:00.000Z")]
+    pub until: String,
+    /// The API key that wrote it.
+    #[schema(example = "anonymous")]
+    pub key_id: String,
+    /// Times the slot was written again because the device lost it.
+    pub reasserts: u64,
 }
 
 impl PointView {
@@ -308,6 +351,7 @@ impl PointView {
             state_texts: p.state_text.clone(),
             cov_refused: p.cov_refused.clone(),
             live: None,
+            lease: None,
         }
     }
 }
@@ -497,6 +541,11 @@ list_page!(
     NetworkView
 );
 list_page!(
+    /// Leased writes, by device, object and priority.
+    LeaseList,
+    LeaseView
+);
+list_page!(
     /// Audited write attempts, oldest first.
     AuditList,
     AuditRecordView
@@ -567,6 +616,11 @@ pub struct WriteBody {
     /// The BACnet priority 1..16 (1 highest); omitted: the device's default.
     #[schema(minimum = 1, maximum = 16, example = 8)]
     pub priority: Option<u8>,
+    /// Hold the write this long (e.g. `"15m"`, at most `server.max_lease`),
+    /// then relinquish it; needs a priority. Omitted: the write is permanent
+    /// (and ends a lease on the same slot).
+    #[schema(nullable = false, example = "15m")]
+    pub lease: Option<String>,
     /// The property to write, by name; default `present-value`.
     #[schema(nullable = false, example = "present-value")]
     pub property: Option<String>,
@@ -598,6 +652,9 @@ pub struct WriteAnswer {
     pub present_value: PointValue,
     #[schema(example = "0f6c2d8e4b1a4f7e9c3d5a6b7c8d9e0f")]
     pub request_id: String,
+    /// The lease the write took (null: none; the write is permanent).
+    #[schema(required = true)]
+    pub lease: Option<LeaseView>,
 }
 
 // ---------------------------------------------------------------- discovery
@@ -678,6 +735,27 @@ pub struct AuditRecordView {
     /// What went wrong: `{"message": ..}` or the BACnet error in `bacnet`.
     #[schema(required = true, value_type = Option<Object>)]
     pub error: Option<Json>,
+    /// Who wrote: `api` (a request), `lease` (plantwatch itself, for a lease).
+    #[schema(example = "api")]
+    pub actor: Option<String>,
+    /// What plantwatch did for a lease (actor `lease`): `expired` (the slot
+    /// relinquished) or `reasserted` (written again after the device lost it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The lease the write took, e.g. `"15m"` (null: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// When the lease runs (ran) out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub lease_until: Option<String>,
+    /// The priority in control after a lease action (read back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16)]
+    pub active_priority: Option<u8>,
+    /// Present_Value after a lease action (read back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub present_value: Option<PointValue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

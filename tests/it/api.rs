@@ -77,6 +77,8 @@ pub async fn serve_api_at_site(
 ) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&StoreConfig::new(dir.path().join("store"))).expect("store");
+    let leases =
+        plantwatch::lease::Leases::start(store.clone(), handle.clone(), Duration::from_secs(5)).await.expect("leases");
     let state = ApiState {
         plant: handle,
         store: store.clone(),
@@ -87,6 +89,8 @@ pub async fn serve_api_at_site(
         http: api::HttpSettings::default(),
         max_points,
         site: site.map(str::to_string),
+        leases,
+        max_lease: Duration::from_secs(86_400),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -25,8 +25,11 @@ async fn serve(http: HttpSettings) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let sc = StoreConfig::new(dir.path().join("store"));
     let store = tokio::task::spawn_blocking(move || Store::open(&sc)).await.expect("join").expect("store");
+    let plant = PlantHandle { directory: Directory::default(), stats: Arc::new(SupervisionStats::default()) };
+    let leases =
+        plantwatch::lease::Leases::load(store.clone(), plant.clone(), Duration::from_secs(3)).await.expect("leases");
     let state = ApiState {
-        plant: PlantHandle { directory: Directory::default(), stats: Arc::new(SupervisionStats::default()) },
+        plant,
         store,
         networks: Arc::new(Vec::new()),
         request_timeout: Duration::from_secs(3),
@@ -35,6 +38,8 @@ async fn serve(http: HttpSettings) -> Served {
         security: api::Security::open(),
         max_points: 25_000,
         site: None,
+        leases,
+        max_lease: Duration::from_secs(86_400),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let addr = listener.local_addr().expect("addr");

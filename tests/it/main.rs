@@ -16,6 +16,7 @@
 //! - `interop`: the transport against bacpypes3 devices in their own processes.
 //! - `interop_bacpy`: the plant and a bac-py device, bac-py's client and
 //!   `plantwatch simulate` (the second independent stack; skips without Python 3.13).
+//! - `lease`: lease writes: expiry, renewal, end, restart on the same store, re-assert, the maximum.
 //! - `metrics`: `GET /metrics` against a plant: well-formed, documented,
 //!   equal to what the API shows, the point cap.
 //! - `openapi`: the OpenAPI document against the running API: every answer
@@ -37,6 +38,7 @@ mod golden;
 mod http;
 mod interop;
 mod interop_bacpy;
+mod lease;
 mod metrics;
 mod openapi;
 mod plant;

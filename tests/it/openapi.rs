@@ -200,6 +200,9 @@ async fn spawn_app(
     let store_dir = tempfile::tempdir().expect("tempdir");
     let sc = StoreConfig::new(store_dir.path().join("store"));
     let store = tokio::task::spawn_blocking(move || Store::open(&sc)).await.expect("join").expect("store");
+    let leases = plantwatch::lease::Leases::load(store.clone(), plant.handle.clone(), Duration::from_secs(3))
+        .await
+        .expect("leases");
     let state = ApiState {
         plant: plant.handle.clone(),
         store,
@@ -214,6 +217,8 @@ async fn spawn_app(
         http: api::HttpSettings::default(),
         max_points: 25_000,
         site: None,
+        leases,
+        max_lease: Duration::from_secs(86_400),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -327,6 +332,16 @@ async fn every_answer_of_the_running_api_matches_the_document() {
     let bo = format!("/api/v1/devices/{d}/points/binary-output:1");
     let w = app.conforming("PUT", &bo, Some(json!({"value": "active", "priority": 10})), 200).await;
     assert_eq!(w["present_value"], "active");
+    let w = app.conforming("PUT", &ao, Some(json!({"value": 40.0, "priority": 12, "lease": "10m"})), 200).await;
+    assert_eq!(w["lease"]["priority"], 12, "{w}");
+    let p = app.conforming("GET", &ao, None, 200).await;
+    assert_eq!(p["lease"]["priority"], 12, "{p}");
+    app.conforming("GET", &format!("/api/v1/devices/{d}/points"), None, 200).await;
+    let l = app.conforming("GET", "/api/v1/leases", None, 200).await;
+    assert_eq!(l["items"].as_array().map(Vec::len), Some(1), "{l}");
+    app.conforming("GET", &format!("/api/v1/leases?device={d}&limit=5"), None, 200).await;
+    app.conforming("GET", "/api/v1/leases?device=x", None, 400).await;
+    app.conforming("PUT", &ao, Some(json!({"value": 1.0, "priority": 8, "lease": "48h"})), 422).await;
     app.conforming("PUT", &ao, Some(json!({"value": "hot", "priority": 8})), 422).await;
     app.conforming("PUT", &ao, Some(json!({"value": 1, "priority": 17})), 422).await;
     let msv = format!("/api/v1/devices/{d}/points/multi-state-value:1");

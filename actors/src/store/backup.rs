@@ -1,7 +1,7 @@
 //! The backup file format: JSON lines, written and read as a stream.
 //!
 //! ```text
-//! {"format":"plantwatch-store-backup","format_version":1,"schema_version":1,"created_at_ms":1764123000000,"producer":"plantwatch-actors 0.1.0","trees":["meta","snapshots","history","audit","api_keys"]}
+//! {"format":"plantwatch-store-backup","format_version":1,"schema_version":1,"created_at_ms":1764123000000,"producer":"plantwatch-actors 0.1.0","trees":["meta","snapshots","history","audit","api_keys","leases"]}
 //! {"tree":"meta","k":"schema_version","v":"1"}
 //! {"tree":"snapshots","kx":"626c64672d61000003e9","v":"{\"status\":\"online\", ...}"}
 //! {"tree":"history","kx":"...","vx":"4035800000000000000"}

@@ -6,6 +6,7 @@
 //! | `history` | `network \0 instance(BE u32) object \0 time(BE u64 ms since the Unix epoch)` | `value(BE f64 bits) quality(u8)`, 9 bytes |
 //! | `audit` | `sequence(BE u64)`, from 1 | the caller's bytes |
 //! | `api_keys` | key id (UTF-8) | the caller's bytes |
+//! | `leases` | `network \0 instance(BE u32) object \0 priority(u8)` | the caller's bytes |
 //! | `meta` | `schema_version` | decimal ASCII, e.g. `1` |
 //!
 //! A history key is self-describing: the point is readable in a backup and a
@@ -90,6 +91,27 @@ pub fn point_prefix(network: &str, instance: u32, object: &str) -> Result<Vec<u8
     Ok(key)
 }
 
+/// The key of a lease: a point prefix followed by the priority.
+pub fn lease_key(network: &str, instance: u32, object: &str, priority: u8) -> Result<Vec<u8>, KeyError> {
+    let mut key = point_prefix(network, instance, object)?;
+    key.push(priority);
+    Ok(key)
+}
+
+/// The network, instance, object and priority of a lease key.
+pub fn parse_lease_key(key: &[u8]) -> Option<(String, u32, String, u8)> {
+    let (&priority, rest) = key.split_last()?;
+    let nul = rest.iter().position(|&b| b == 0)?;
+    let network = std::str::from_utf8(&rest[..nul]).ok()?;
+    let instance: [u8; 4] = rest.get(nul + 1..nul + 5)?.try_into().ok()?;
+    let object = rest.get(nul + 5..)?.strip_suffix(&[0])?;
+    let object = std::str::from_utf8(object).ok()?;
+    if network.is_empty() || object.is_empty() || object.contains('\0') {
+        return None;
+    }
+    Some((network.to_owned(), u32::from_be_bytes(instance), object.to_owned(), priority))
+}
+
 /// A point prefix followed by a time.
 pub fn history_key(prefix: &[u8], ms: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + TIME_LEN);
@@ -156,6 +178,15 @@ mod tests {
         assert_eq!(parse_snapshot_key(b"\0\0\0\0\x01"), None);
         assert!(matches!(snapshot_key("", 1), Err(KeyError::Empty { .. })));
         assert!(matches!(snapshot_key("a\0b", 1), Err(KeyError::Nul { .. })));
+    }
+
+    #[test]
+    fn lease_keys_round_trip() {
+        // An instance whose bytes hold NUL must not confuse the parse.
+        let key = lease_key("bldg-a", 256, "analog-output:1", 8).unwrap();
+        assert_eq!(parse_lease_key(&key), Some(("bldg-a".to_owned(), 256, "analog-output:1".to_owned(), 8)));
+        assert_eq!(parse_lease_key(b"bldg-a\0\0\0\x01"), None);
+        assert!(matches!(lease_key("a", 1, "", 8), Err(KeyError::Empty { .. })));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!                                                                            ├─ snapshots  device ─▶ JSON
 //!                                                                            ├─ history    point + time ─▶ value, quality
 //!                                                                            ├─ audit      sequence ─▶ record
-//!                                                                            └─ api_keys   id ─▶ record
+//!                                                                            ├─ api_keys   id ─▶ record
+//!                                                                            └─ leases     network/instance/object/priority ─▶ lease
 //! ```
 //!
 //! Nothing outside this module names sled, so the engine can be replaced
@@ -20,7 +21,8 @@
 //!
 //! sled acknowledges a write before it is on disk and writes in the
 //! background every [`StoreConfig::flush_every`]. [`Store::append_audit`],
-//! [`Store::put_key`] and [`Store::delete_key`] flush before they return, so
+//! [`Store::put_key`], [`Store::delete_key`], [`Store::put_lease`] and
+//! [`Store::delete_lease`] flush before they return, so
 //! an acknowledged audit record or key change survives a `kill -9`. Snapshots
 //! and history are inserted without a flush (a crash loses at most the last
 //! `flush_every`); call [`Store::flush`] at shutdown.
@@ -88,8 +90,9 @@ const SNAPSHOTS: &str = "snapshots";
 const HISTORY: &str = "history";
 const AUDIT: &str = "audit";
 const API_KEYS: &str = "api_keys";
+const LEASES: &str = "leases";
 /// Every tree of the store, in backup order.
-pub const TREES: [&str; 5] = [META, SNAPSHOTS, HISTORY, AUDIT, API_KEYS];
+pub const TREES: [&str; 6] = [META, SNAPSHOTS, HISTORY, AUDIT, API_KEYS, LEASES];
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// sled's own tree, which plantwatch does not use.
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
@@ -188,6 +191,22 @@ impl PointKey {
     }
 }
 
+/// One priority slot of one point: what a lease is kept under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseSlot {
+    pub network: String,
+    pub instance: u32,
+    /// e.g. `analog-output:1`
+    pub object: String,
+    pub priority: u8,
+}
+
+impl LeaseSlot {
+    fn key(&self) -> Result<Vec<u8>, KeyError> {
+        keys::lease_key(&self.network, self.instance, &self.object, self.priority)
+    }
+}
+
 /// A value to append to a point's history. Times are kept to the
 /// millisecond; a second row for the same point and millisecond replaces the
 /// first.
@@ -259,6 +278,7 @@ struct Inner {
     history: sled::Tree,
     audit: sled::Tree,
     api_keys: sled::Tree,
+    leases: sled::Tree,
     path: PathBuf,
     /// The last audit sequence handed out; held while a record is inserted so
     /// that sequences become visible in order.
@@ -473,6 +493,7 @@ impl Store {
         let history = open_tree(&db, &path, HISTORY)?;
         let audit = open_tree(&db, &path, AUDIT)?;
         let api_keys = open_tree(&db, &path, API_KEYS)?;
+        let leases = open_tree(&db, &path, LEASES)?;
         let audit_last = match audit.last().map_err(|e| storage_error(&path, e))? {
             None => 0,
             Some((key, _)) => keys::parse_audit_key(&key).ok_or_else(|| StoreError::Malformed {
@@ -496,6 +517,7 @@ impl Store {
                 history,
                 audit,
                 api_keys,
+                leases,
                 path,
                 audit_last: Mutex::new(audit_last),
                 history_recorded: AtomicU64::new(0),
@@ -810,6 +832,49 @@ impl Store {
         .await
     }
 
+    // ----- leases -----
+
+    /// Inserts or replaces the lease of one priority slot and flushes it
+    /// before returning.
+    pub async fn put_lease(&self, slot: &LeaseSlot, record: Vec<u8>) -> Result<(), StoreError> {
+        let key = slot.key()?;
+        self.run("put_lease", move |s| {
+            s.leases.insert(key, record).map_err(|e| s.storage(e))?;
+            s.db.flush().map_err(|e| s.storage(e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the lease of one slot (flushed); `false` if there was none.
+    pub async fn delete_lease(&self, slot: &LeaseSlot) -> Result<bool, StoreError> {
+        let key = slot.key()?;
+        self.run("delete_lease", move |s| {
+            let existed = s.leases.remove(key).map_err(|e| s.storage(e))?.is_some();
+            s.db.flush().map_err(|e| s.storage(e))?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    /// Every lease record, by slot.
+    pub async fn list_leases(&self) -> Result<Vec<(LeaseSlot, Vec<u8>)>, StoreError> {
+        self.run("list_leases", |s| {
+            let mut out = Vec::new();
+            for item in s.leases.iter() {
+                let (key, value) = item.map_err(|e| s.storage(e))?;
+                match keys::parse_lease_key(&key) {
+                    Some((network, instance, object, priority)) => {
+                        out.push((LeaseSlot { network, instance, object, priority }, value.to_vec()))
+                    }
+                    None => warn!(key = ?key, "skipping a lease with a malformed key"),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     // ----- whole store -----
 
     /// Writes everything inserted so far to disk: at shutdown and wherever a
@@ -888,6 +953,7 @@ impl Store {
             (HISTORY, &s.history),
             (AUDIT, &s.audit),
             (API_KEYS, &s.api_keys),
+            (LEASES, &s.leases),
         ];
         let mut data_bytes = 0u64;
         for (name, tree) in trees {

@@ -38,8 +38,14 @@ fn row(point: &PointKey, secs: u64, value: f64) -> HistoryRow {
 fn dump(store: &Store) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let s = &store.inner;
     let mut out = Vec::new();
-    let trees =
-        [(META, &s.meta), (SNAPSHOTS, &s.snapshots), (HISTORY, &s.history), (AUDIT, &s.audit), (API_KEYS, &s.api_keys)];
+    let trees = [
+        (META, &s.meta),
+        (SNAPSHOTS, &s.snapshots),
+        (HISTORY, &s.history),
+        (AUDIT, &s.audit),
+        (API_KEYS, &s.api_keys),
+        (LEASES, &s.leases),
+    ];
     for (name, tree) in trees {
         for item in tree.iter() {
             let (k, v) = item.unwrap();
@@ -323,6 +329,8 @@ async fn fill(store: &Store) {
     store.append_audit(br#"{"write":"analog-output:1","value":21.5}"#.to_vec()).await.unwrap();
     store.append_audit(vec![0xff, 0, 0x80]).await.unwrap(); // not UTF-8: goes out as hex
     store.put_key("key-1", b"sha256:abcd;role=admin".to_vec()).await.unwrap();
+    let slot = LeaseSlot { network: "bldg-a".into(), instance: 1001, object: "analog-output:1".into(), priority: 8 };
+    store.put_lease(&slot, br#"{"until":1}"#.to_vec()).await.unwrap();
 }
 
 #[tokio::test]
@@ -332,7 +340,8 @@ async fn backup_then_restore_into_a_fresh_path_is_identical() {
     fill(&source).await;
     let file = dir.path().join("backup.jsonl");
     let written = source.backup(&file).unwrap();
-    assert_eq!(written.entries, 1 + 20 + 500 + 2 + 1);
+    assert_eq!(written.entries, 1 + 20 + 500 + 2 + 1 + 1);
+    assert_eq!(written.trees["leases"], 1);
     assert_eq!(written.trees["history"], 500);
     assert_eq!(written.bytes, fs::metadata(&file).unwrap().len());
     let text = fs::read_to_string(&file).unwrap();
@@ -386,7 +395,7 @@ async fn restore_refuses_a_damaged_or_foreign_backup() {
             text.replacen("\"schema_version\":1", "\"schema_version\":2", 1).into_bytes(),
             "schema version 2, this plantwatch uses version 1",
         ),
-        ("unknown-tree", text.replacen("\"api_keys\"]", "\"api_keys\",\"other\"]", 1).into_bytes(), "does not know"),
+        ("unknown-tree", text.replacen("\"leases\"]", "\"leases\",\"other\"]", 1).into_bytes(), "does not know"),
     ];
     for (name, bytes, expected) in cases {
         let file = dir.path().join(format!("{name}.jsonl"));
@@ -624,4 +633,23 @@ async fn device_snapshots_are_compact_and_older_json_ones_still_load() {
 
 fn json_of(s: &crate::plant::model::DeviceSnapshot) -> Vec<u8> {
     serde_json::to_vec(s).unwrap()
+}
+
+#[tokio::test]
+async fn leases_are_put_listed_and_deleted_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let slot =
+        |priority| LeaseSlot { network: "bldg-a".into(), instance: 256, object: "analog-output:1".into(), priority };
+    {
+        let store = open(&path);
+        store.put_lease(&slot(8), b"eight".to_vec()).await.unwrap();
+        store.put_lease(&slot(9), b"nine".to_vec()).await.unwrap();
+        store.put_lease(&slot(8), b"eight again".to_vec()).await.unwrap();
+        assert!(store.delete_lease(&slot(9)).await.unwrap());
+        assert!(!store.delete_lease(&slot(10)).await.unwrap());
+    }
+    let store = open(&path);
+    let leases = store.list_leases().await.unwrap();
+    assert_eq!(leases, vec![(slot(8), b"eight again".to_vec())]);
 }
